@@ -1,0 +1,130 @@
+"""bts_predict: any size and format in, masks at the input's size out; bad files listed, the rest processed;
+Dice matching the training evaluation; model cards that do not fit their weights refused."""
+import json, subprocess, sys
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from PIL import Image
+
+from bts_nb.data import make_synthetic
+from bts_nb.train import TrainConfig, train
+from bts_nb.inference import Segmenter, find_inputs, predict_files, postprocess
+
+BTS_PREDICT = str(Path(sys.executable).parent/'bts_predict')
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    base = tmp_path_factory.mktemp('inf')
+    data = make_synthetic(base/'syn', n_patients=6, n_slices=6, size=64)
+    exp = base/'exp'
+    train(TrainConfig(data=str(data), arch='smp_unet', size=64, epochs=2, valid_pct=0.25), exp, verbose=False)
+    return data, exp
+
+
+def predict_cli(*args):
+    return subprocess.run([BTS_PREDICT, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_dice_matches_training_evaluation(trained, tmp_path):
+    data, exp = trained
+    r = predict_cli('--model', exp, '--input', data, '--out', tmp_path/'pred')
+    assert r.returncode == 0, r.stderr[-2000:]
+    pred = pd.read_csv(tmp_path/'pred'/'predictions.csv')
+    assert len(pred) == 36 and (pred.status == 'ok').all() and pred.has_truth.all()
+    ev = pd.read_csv(exp/'per_image_valid.csv')
+    both = ev.merge(pred, left_on='image', right_on='file', suffixes=('_train', '_predict'))
+    assert len(both) == len(ev) > 0
+    assert np.abs(both.dice_train - both.dice_predict).max() < 1e-3
+    assert 'mean Dice' in r.stdout
+
+
+def test_any_size_and_format(trained, tmp_path):
+    data, exp = trained
+    src = np.asarray(Image.open(data/'images'/'10.png'))
+    inp = tmp_path/'in'; inp.mkdir()
+    Image.fromarray(np.asarray(Image.fromarray(src).resize((512, 512)))).save(inp/'big.png')
+    Image.fromarray((src.astype(np.uint16) * 257)).save(inp/'sixteen.png')
+    Image.fromarray(np.stack([src] * 3, -1)).save(inp/'colour.jpg', quality=95)
+    tifffile.imwrite(inp/'scan.tif', np.stack([src] * 3, -1))
+    Image.fromarray(src[:50, :40]).save(inp/'odd.png')
+    r = predict_cli('--model', exp, '--input', inp, '--out', tmp_path/'out', '--tta', 'flip')
+    assert r.returncode == 0, r.stderr[-2000:]
+    for stem, shape in (('big', (512, 512)), ('sixteen', (64, 64)), ('colour', (64, 64)), ('scan', (64, 64)), ('odd', (50, 40))):
+        assert np.asarray(Image.open(tmp_path/'out'/f'{stem}_mask.png')).shape == shape
+        assert set(np.unique(np.asarray(Image.open(tmp_path/'out'/f'{stem}_mask.png')))) <= {0, 255}
+        assert np.asarray(Image.open(tmp_path/'out'/f'{stem}_overlay.png')).shape == (*shape, 3)
+        assert (tmp_path/'out'/f'{stem}_uncertainty.png').exists()
+    one = predict_cli('--model', exp, '--input', inp/'big.png', '--out', tmp_path/'one')
+    assert one.returncode == 0 and (tmp_path/'one'/'big_mask.png').exists()
+
+
+def test_bad_files_listed_rest_processed(trained, tmp_path):
+    data, exp = trained
+    inp = tmp_path/'in'; inp.mkdir()
+    for n in (1, 2): (inp/f'{n}.png').write_bytes((data/'images'/f'{n}.png').read_bytes())
+    (inp/'text.png').write_text('hello')
+    (inp/'empty.png').write_bytes(b'')
+    tifffile.imwrite(inp/'volume.tif', np.zeros((5, 64, 64), np.uint8))
+    rgba = np.zeros((64, 64, 4), np.uint8); rgba[..., 3] = np.arange(64, dtype=np.uint8)[None]
+    Image.fromarray(rgba).save(inp/'alpha.png')
+    r = predict_cli('--model', exp, '--input', inp, '--out', tmp_path/'out')
+    assert r.returncode == 1
+    t = pd.read_csv(tmp_path/'out'/'predictions.csv').set_index(pd.read_csv(tmp_path/'out'/'predictions.csv').file.map(lambda f: Path(f).name))
+    assert t.loc['1.png', 'status'] == 'ok' and t.loc['2.png', 'status'] == 'ok'
+    assert 'cannot be read' in t.loc['text.png', 'error'] and 'empty' in t.loc['empty.png', 'error']
+    assert 'volume' in t.loc['volume.tif', 'error'] and 'transparency' in t.loc['alpha.png', 'error']
+    assert not list((tmp_path/'out').glob('*.tmp')) and not list((tmp_path/'out').glob('.*'))
+    assert sorted(p.name for p in (tmp_path/'out').glob('*_mask.png')) == ['1_mask.png', '2_mask.png']
+
+
+def test_mask_of_other_size_is_an_error_row(trained, tmp_path):
+    data, exp = trained
+    root = tmp_path/'ds'; (root/'images').mkdir(parents=True); (root/'masks').mkdir()
+    for n in (1, 2):
+        (root/'images'/f'{n}.png').write_bytes((data/'images'/f'{n}.png').read_bytes())
+        (root/'masks'/f'{n}.png').write_bytes((data/'masks'/f'{n}.png').read_bytes())
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(root/'masks'/'2.png')
+    r = predict_cli('--model', exp, '--input', root/'images', '--out', tmp_path/'out')
+    assert r.returncode == 1
+    t = pd.read_csv(tmp_path/'out'/'predictions.csv')
+    assert t.status.tolist() == ['ok', 'error'] and 'mask is 32×32' in t.error.iloc[1]
+
+
+def test_refuses_to_overwrite_and_bad_models(trained, tmp_path):
+    data, exp = trained
+    assert predict_cli('--model', exp, '--input', data/'images'/'1.png', '--out', tmp_path/'o').returncode == 0
+    r = predict_cli('--model', exp, '--input', data/'images'/'1.png', '--out', tmp_path/'o')
+    assert r.returncode == 2 and 'already holds' in r.stderr
+    bad = tmp_path/'badexp'; bad.mkdir()
+    (bad/'model.safetensors').write_bytes((exp/'model.safetensors').read_bytes())
+    card = json.loads((exp/'model_card.json').read_text()); card['arch'] = 'unet'
+    (bad/'model_card.json').write_text(json.dumps(card))
+    r = predict_cli('--model', bad, '--input', data/'images'/'1.png', '--out', tmp_path/'o2')
+    assert r.returncode == 2 and 'model_card.json describes a unet that does not match the weights' in r.stderr
+    r = predict_cli('--model', tmp_path/'nothing', '--input', data/'images', '--out', tmp_path/'o3')
+    assert r.returncode == 2 and 'no model card' in r.stderr
+
+
+def test_postprocess():
+    m = np.zeros((20, 20), bool); m[2:10, 2:10] = True; m[15, 15] = True; m[17:19, 17:19] = True
+    assert postprocess(m, min_size=2).sum() == 64 + 4
+    assert postprocess(m, keep_largest=True).sum() == 64
+    assert postprocess(np.zeros((4, 4)), keep_largest=True).sum() == 0
+
+
+def test_torchscript_export_gives_the_same_masks(trained, tmp_path):
+    import torch, torch.nn.functional as F
+    from bts_nb.inference import export_torchscript, preprocess, read_input
+    data, exp = trained
+    ts = torch.jit.load(str(export_torchscript(exp, tmp_path/'m.pt')))
+    files = [data/'images'/f'{n}.png' for n in range(1, 9)]
+    assert predict_cli('--model', exp, '--input', data/'images', '--out', tmp_path/'pred').returncode == 0
+    for f in files:
+        img = read_input(f)
+        with torch.no_grad(): prob = torch.sigmoid(ts(preprocess(img, 64)))
+        prob = F.interpolate(prob, size=img.shape, mode='bilinear', align_corners=False)[0, 0].numpy()
+        expected = np.asarray(Image.open(tmp_path/'pred'/f'{f.stem}_mask.png')) > 0
+        assert np.array_equal(prob > 0.5, expected), f

@@ -1,0 +1,93 @@
+"""bts_train end to end: experiment folder, refusal to overwrite, bad input, and resume after a kill."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pandas as pd
+import pytest
+import yaml
+
+from bts_nb.data import make_synthetic
+
+BTS_TRAIN = str(Path(sys.executable).parent/'bts_train')
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+    return make_synthetic(tmp_path_factory.mktemp('data')/'syn', n_patients=6, n_slices=6, size=64)
+
+
+def run_cli(*args, env_cache=None, **kw):
+    return subprocess.run([BTS_TRAIN, *map(str, args)], capture_output=True, text=True, timeout=600, **kw)
+
+
+def tiny_args(data, out, epochs=2):
+    return ['--data', data, '--out', out, '--arch', 'smp_unet', '--size', 64, '--bs', 8, '--epochs', epochs, '--valid_pct', 0.25]
+
+
+def test_train_writes_experiment_folder(tiny_data, tmp_path):
+    out = tmp_path/'run'
+    r = run_cli(*tiny_args(tiny_data, out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    names = {p.name for p in out.iterdir()}
+    assert {'config.yaml', 'split.csv', 'metrics.csv', 'model.safetensors', 'model_card.json', 'eval.json',
+            'per_image_valid.csv', 'curves.png'} <= names
+    assert 'checkpoint.pth' not in names                     # removed once the run completed
+    assert 'mean per-image Dice' in r.stdout and 'epoch 2/2' in r.stdout
+    card = json.loads((out/'model_card.json').read_text())
+    assert card['arch'] == 'smp_unet' and card['size'] == 64 and card['threshold'] == 0.5
+    assert 0 <= card['metrics']['valid']['dice_mean'] <= 1
+    split = pd.read_csv(out/'split.csv')
+    assert len(split) == 36 and set(split.split) == {'train', 'valid'}
+    per_image = pd.read_csv(out/'per_image_valid.csv')
+    assert len(per_image) == (split.split == 'valid').sum()
+    assert yaml.safe_load((out/'config.yaml').read_text())['epochs'] == 2
+    assert len(pd.read_csv(out/'metrics.csv')) == 2
+
+
+def test_second_run_into_same_folder_refused(tiny_data, tmp_path):
+    out = tmp_path/'run'
+    assert run_cli(*tiny_args(tiny_data, out, epochs=1)).returncode == 0
+    before = (out/'model.safetensors').read_bytes()
+    r = run_cli(*tiny_args(tiny_data, out, epochs=1))
+    assert r.returncode == 2 and 'already holds a run' in r.stderr
+    assert (out/'model.safetensors').read_bytes() == before
+    r = run_cli(*tiny_args(tiny_data, out, epochs=1), '--overwrite')
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_bad_input_is_named(tmp_path):
+    r = run_cli('--data', tmp_path/'missing', '--out', tmp_path/'run')
+    assert r.returncode == 2 and 'missing: dataset folder does not exist' in r.stderr
+    r = run_cli('--out', tmp_path/'run2', '--arch', 'resnet')
+    assert r.returncode == 2 and "arch 'resnet'" in r.stderr
+    assert run_cli().returncode == 2
+
+
+def test_resume_after_sigterm_loses_nothing(tiny_data, tmp_path):
+    out, epochs = tmp_path/'run', 5
+    p = subprocess.Popen([BTS_TRAIN, *map(str, tiny_args(tiny_data, out, epochs))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out/'metrics.csv'
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 2 and (out/'checkpoint.pth').exists(): break
+        time.sleep(0.2)
+    assert p.poll() is None, "the run ended before it could be interrupted"
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err[-2000:]
+    assert 'continue with --resume' in err
+    saved = pd.read_csv(log)
+    import torch
+    done = torch.load(out/'checkpoint.pth', weights_only=False)['epochs_done']
+    # the log may be one epoch ahead of the checkpoint (killed between the two writes); that epoch is re-run
+    assert 1 <= done < epochs and len(saved) in (done, done + 1)
+    assert f'epochs 1–{done} of {epochs} are saved' in err
+    assert (out/'model.safetensors').exists()
+    r = run_cli('--out', out, '--resume')
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f'resuming' in r.stdout
+    final = pd.read_csv(log)
+    assert len(final) == epochs and list(final.epoch) == list(range(epochs))       # one header, every epoch once
+    pd.testing.assert_frame_equal(final.iloc[:done].drop(columns='time'), saved.iloc[:done].drop(columns='time'))
+    assert (out/'model_card.json').exists() and not (out/'checkpoint.pth').exists()
+    r = run_cli('--out', out, '--resume')
+    assert r.returncode == 2 and 'the run is complete' in r.stderr
