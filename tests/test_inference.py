@@ -128,3 +128,25 @@ def test_torchscript_export_gives_the_same_masks(trained, tmp_path):
         prob = F.interpolate(prob, size=img.shape, mode='bilinear', align_corners=False)[0, 0].numpy()
         expected = np.asarray(Image.open(tmp_path/'pred'/f'{f.stem}_mask.png')) > 0
         assert np.array_equal(prob > 0.5, expected), f
+
+
+def test_bts_evaluate_dataset_and_saved_split(trained, tmp_path):
+    data, exp = trained
+    cli = str(Path(sys.executable).parent/'bts_evaluate')
+    r = subprocess.run([cli, '--model', exp, '--data', data, '--out', tmp_path/'ev'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = json.loads((tmp_path/'ev'/'summary.json').read_text())
+    assert info['summary']['n_images'] == 36 and len(pd.read_csv(tmp_path/'ev'/'per_image.csv')) == 36
+    sweep = pd.DataFrame(info['area_sweep'])
+    assert list(sweep.min_area_px) == [0, 10, 25, 50, 100, 200]
+    fp = sweep.fp_slice_rate.dropna()
+    assert (fp.diff().dropna() <= 1e-12).all()                     # a larger minimum area never adds false positives
+    r = subprocess.run([cli, '--model', exp, '--split', exp/'split.csv', '--side', 'valid', '--out', tmp_path/'ev2'],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    valid = pd.read_csv(exp/'per_image_valid.csv')
+    got = json.loads((tmp_path/'ev2'/'summary.json').read_text())['summary']
+    assert got['n_images'] == len(valid) and abs(got['dice_mean'] - valid.dice.mean()) < 1e-6
+    r = subprocess.run([cli, '--model', exp, '--data', data, '--split', exp/'split.csv', '--out', tmp_path/'ev3'],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and 'one of --data or --split' in r.stderr
