@@ -1,0 +1,175 @@
+"""Train candidate recipes under a fixed CPU budget on one leak-free split, and tabulate what they reach.
+
+    python bench/recipes.py --data ../shared/data/figshare --runs bench/runs --split runs/x/split.csv \
+        --candidates default v0 v1 v2 --budget_min 10
+    python bench/recipes.py --collect runs/a runs/b ...      # tabulate finished run folders, train nothing
+
+For each candidate (the CANDIDATES table below, overriding `TrainConfig`'s defaults), the script
+1. sets the number of epochs that fits `--budget_min` of training, from a 3-step speed probe of that architecture,
+   size and precision on this machine (unless the candidate fixes `epochs`, or the budget is not given). All probes run
+   first, back to back: run the script on an otherwise idle machine, or the probes undercount;
+2. runs `bts_train` in a child process on the same split (`--split`, so every candidate sees the same held-out blocks),
+   measuring its wall-clock and peak memory (the child's max RSS);
+3. scores the best checkpoint on the validation and held-out test blocks at the images' own 256 px (with `--post`,
+   also with post-processing: flip TTA, largest connected component; `--collect` scores all three by default),
+   and appends one row per variant to bench/results/recipes.csv.
+It prints a Markdown table. Run folders that already hold model_card.json are not retrained.
+These are measurements, not tests: wall-clock varies with what else the 2 cores are doing.
+"""
+import argparse, json, os, subprocess, sys, time
+from pathlib import Path
+import pandas as pd
+
+HERE = Path(__file__).parent
+RESULTS = HERE/'results'/'recipes.csv'
+
+# name -> TrainConfig overrides. 'default' is bts_train with no options.
+CANDIDATES = {
+    'default':        {},
+    # ablation around the default, at 128 px so that each fits a short budget: one factor changed at a time
+    'a128':           dict(size=128),
+    'a128_heavy_aug': dict(size=128, aug='heavy'),
+    'a128_no_aug':    dict(size=128, aug='none'),
+    'a128_focal_tversky': dict(size=128, loss='focal_tversky'),
+    'a128_dice_boundary': dict(size=128, loss='dice+boundary', boundary_ramp=1.0),
+    'a128_plain_unet': dict(size=128, arch='unet'),
+    'a128_fp32':      dict(size=128, precision='fp32'),
+    # archived baselines of the upstream project, re-expressed with bts_nb (archived_models/)
+    'v0':             dict(size=128, arch='unet', loss='bce', aug='none'),
+    'v1':             dict(size=128, arch='deeplabv3', loss='dice', aug='light'),
+    'v2':             dict(size=128, arch='unetpp', loss='bce_dice', aug='heavy'),
+}
+
+
+def probe_img_s(cfg, steps:int=3) -> float:
+    "Training images/s of cfg's architecture, size and precision, from `steps` timed steps on random data."
+    import torch
+    from bts_nb.models import build_model
+    from bts_nb.losses import get_loss
+    from bts_nb.callbacks import cpu_bf16_supported
+    model = build_model(cfg.arch, size=cfg.size, **cfg.arch_kw).train()
+    loss_fn, opt = get_loss('bce_dice'), torch.optim.AdamW(model.parameters(), 1e-3)
+    x, y = torch.randn(cfg.bs, 1, cfg.size, cfg.size), (torch.rand(cfg.bs, cfg.size, cfg.size) > 0.9).long()
+    bf16 = cfg.precision == 'bf16' or (cfg.precision == 'auto' and cpu_bf16_supported())
+    if bf16: model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    def step():
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16): out = model(x)
+        out = (out[0] if isinstance(out, tuple) else out).float()
+        loss_fn(out, y).backward(); opt.step(); opt.zero_grad()
+    step(); t = time.perf_counter()
+    for _ in range(steps): step()
+    return cfg.bs * steps / (time.perf_counter() - t)
+
+
+def candidate_config(name, overrides, data, split, budget_min):
+    "The TrainConfig of a candidate, its epochs set from a speed probe when a budget is given."
+    import dataclasses
+    from bts_nb.train import TrainConfig
+    cfg = dataclasses.replace(TrainConfig(), data=str(data), split=str(split) if split else None, **overrides)
+    if split is None: cfg = dataclasses.replace(cfg, valid_pct=0.15, test_pct=0.15)
+    if budget_min and 'epochs' not in overrides:
+        n_train = 1798 if split is None else int((pd.read_csv(split).split == 'train').sum())
+        speed = probe_img_s(cfg)
+        # ~80 % of a step's time is the model; loading, augmentation and the validation pass take the rest
+        cfg = dataclasses.replace(cfg, epochs=max(1, round(budget_min * 60 * speed * 0.8 / n_train)))
+        print(f"{name}: probe {speed:.1f} img/s -> {cfg.epochs} epochs for {budget_min} min", flush=True)
+    return cfg
+
+
+def peak_rss_mb(proc, every:float=2.0):
+    """Wait for `proc`, returning its peak resident memory in MB (the kernel's VmHWM, read until it exits).
+    getrusage's ru_maxrss is no use here: a forked child starts from its parent's high-water mark."""
+    peak = 0
+    while proc.poll() is None:
+        try:
+            for line in Path(f'/proc/{proc.pid}/status').read_text().splitlines():
+                if line.startswith('VmHWM:'): peak = max(peak, int(line.split()[1]) / 1024)
+        except OSError: pass
+        time.sleep(every)
+    return round(peak) or None
+
+
+def train_candidate(name, cfg, runs):
+    "Train one candidate into runs/name (unless done); returns (run folder, peak RSS MB or None)."
+    out = Path(runs)/name
+    if (out/'model_card.json').exists(): print(f"{name}: already trained in {out}"); return out, None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    yml = out.parent/f'{name}.yaml'; cfg.to_yaml(yml)
+    proc = subprocess.Popen([str(Path(sys.executable).parent/'bts_train'), '--config', str(yml), '--out', str(out)])
+    peak = peak_rss_mb(proc)
+    if proc.returncode: raise SystemExit(f"{name}: bts_train failed (exit {proc.returncode})")
+    return out, peak
+
+
+POSTS = {'none': {}, 'tta': dict(tta=True), 'tta+largest': dict(tta=True, keep_largest=True)}
+
+def score(run, rss_mb, name=None, posts=tuple(POSTS)):
+    "Rows for a finished run folder, one per post-processing in `posts` (plain threshold, flip TTA, TTA + largest component); validation and test."
+    from bts_nb.inference import Segmenter
+    from bts_nb.evaluate import evaluate_dataset
+    from bts_nb.metrics import summarize_metrics
+    run = Path(run); card = json.loads((run/'model_card.json').read_text())
+    cfg = __import__('yaml').safe_load((run/'config.yaml').read_text())
+    n_train = card['split_counts'].get('train', 0)
+    epochs = len(pd.read_csv(run/'metrics.csv'))     # (model cards before 0.1.1 recorded epochs_trained wrongly)
+    base = dict(name=name or run.name, arch=card['arch'], size=card['size'], loss=card['loss'], aug=cfg.get('aug'),
+                precision=card.get('precision', 'fp32'), epochs=epochs, train_min=card['train_minutes'],
+                train_img_s=round(n_train * epochs / (card['train_minutes'] * 60), 1),
+                peak_rss_mb=round(rss_mb) if rss_mb else None,
+                split=f"{run/'split.csv'} (blocks; train {n_train} / valid {card['split_counts'].get('valid')} / test {card['split_counts'].get('test')})")
+    rows = []
+    for post in posts:
+        kw = POSTS[post]
+        seg = Segmenter(run, device='cpu', **kw)
+        row = dict(base, post=post)
+        for side in ('valid', 'test'):
+            t = evaluate_dataset(seg, split=run/'split.csv', side=side, verbose=False); s = summarize_metrics(t)
+            row.update({f'{side}_dice_mean': round(s['dice_mean'], 4), f'{side}_dice_median': round(s['dice_median'], 4),
+                        f'{side}_dice_global': round(s['dice_global'], 4), f'{side}_hd95': round(s['hd95_mean'], 1),
+                        f'{side}_hd95_median': round(float(t.hd95.median()), 1), f'{side}_frac_dice_lt_0.1': round(float((t.dice < 0.1).mean()), 3)})
+        rows.append(row); print(row, flush=True)
+    return rows
+
+
+def save(rows):
+    df = pd.DataFrame(rows)
+    if RESULTS.exists():
+        old = pd.read_csv(RESULTS)
+        old = old[~old.set_index(['name', 'post']).index.isin(df.set_index(['name', 'post']).index)]
+        df = pd.concat([old, df], ignore_index=True)
+    RESULTS.parent.mkdir(exist_ok=True); df.to_csv(RESULTS, index=False)
+    return df
+
+
+def markdown(df):
+    cols = ['name', 'arch', 'size', 'loss', 'aug', 'epochs', 'train_min', 'train_img_s', 'peak_rss_mb', 'post',
+            'valid_dice_mean', 'test_dice_mean', 'test_dice_median', 'test_dice_global', 'test_hd95']
+    lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
+    for r in df[cols].itertuples(index=False): lines.append('| ' + ' | '.join('' if pd.isna(v) else str(v) for v in r) + ' |')
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--data', default='../shared/data/figshare')
+    ap.add_argument('--runs', default='bench/runs')
+    ap.add_argument('--split', default=None, help='a split.csv to train every candidate on (default: 15 %% / 15 %% blocks, seed 42)')
+    ap.add_argument('--candidates', nargs='*', default=[])
+    ap.add_argument('--budget_min', type=float, default=None, help='training minutes per candidate (sets epochs)')
+    ap.add_argument('--collect', nargs='*', default=[], help='finished run folders to tabulate')
+    ap.add_argument('--post', nargs='*', choices=list(POSTS), default=None,
+                    help='post-processings to score (default: all three for --collect, none for trained candidates)')
+    a = ap.parse_args()
+    rows = []
+    for run in a.collect: rows += score(run, None, posts=a.post or tuple(POSTS))
+    unknown = [n for n in a.candidates if n not in CANDIDATES]
+    if unknown: raise SystemExit(f"unknown candidate(s) {unknown}: choose from {', '.join(CANDIDATES)}")
+    # all speed probes first, back to back, before any training loads the machine
+    todo = [n for n in a.candidates if not (Path(a.runs)/n/'model_card.json').exists()]
+    configs = {n: candidate_config(n, CANDIDATES[n], a.data, a.split, a.budget_min) for n in todo}
+    for name in a.candidates:
+        run, rss = train_candidate(name, configs.get(name), a.runs)
+        rows += score(run, rss, name, posts=a.post or ('none',))
+        save(rows)
+    df = save(rows) if rows else pd.read_csv(RESULTS)
+    print(markdown(df))

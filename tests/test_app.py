@@ -1,0 +1,109 @@
+"""The Gradio web app: started with `bts_app` on 127.0.0.1, driven in headless Chromium; bad uploads refused in the page;
+concurrent requests served; the Space folder written by `bts_space`."""
+import subprocess, sys, time, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+import numpy as np
+import pytest
+from PIL import Image
+from browser import ARTIFACTS, browser, free_port, needs_chromium
+
+from bts_nb.data import make_synthetic
+from bts_nb.train import TrainConfig, train
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope='module')
+def model(tmp_path_factory):
+    base = tmp_path_factory.mktemp('app')
+    data = make_synthetic(base/'syn', n_patients=6, n_slices=6, size=64)
+    train(TrainConfig(data=str(data), arch='smp_unet', size=64, epochs=2, valid_pct=0.25), base/'exp', verbose=False)
+    return data, base/'exp'
+
+
+@pytest.fixture(scope='module')
+def server(model, tmp_path_factory):
+    port = free_port()
+    log = open(tmp_path_factory.mktemp('applog')/'app.log', 'w+')
+    proc = subprocess.Popen([BIN/'bts_app', '--model', str(model[1]), '--port', str(port), '--max_mb', '1'],
+                            stdout=log, stderr=subprocess.STDOUT, env={**__import__('os').environ, 'GRADIO_ANALYTICS_ENABLED': 'False'})
+    url = f'http://127.0.0.1:{port}'
+    for _ in range(240):
+        if proc.poll() is not None: log.seek(0); pytest.fail(f"bts_app exited: {log.read()[-3000:]}")
+        try: urllib.request.urlopen(url, timeout=2); break
+        except Exception: time.sleep(0.5)
+    else: proc.kill(); log.seek(0); pytest.fail(f"bts_app did not answer in 120 s: {log.read()[-3000:]}")
+    yield url, log
+    proc.terminate()
+    try: proc.wait(10)
+    except subprocess.TimeoutExpired: proc.kill()
+
+
+def segment_in_page(page, url, path, wait_for):
+    page.goto(url, wait_until='load')
+    page.locator('#upload input[type=file]').set_input_files(str(path))
+    page.wait_for_timeout(500)
+    page.locator('#segment').click()
+    page.wait_for_function("t => document.querySelector('#message').innerText.includes(t)", arg=wait_for, timeout=60000)
+    return page.locator('#message').inner_text()
+
+
+@needs_chromium
+def test_upload_segment_and_bad_files_in_chromium(model, server, tmp_path):
+    url, log = server
+    data, _ = model
+    with browser() as b:
+        page = b.new_page(viewport={'width': 1280, 'height': 1000})
+        errors = []
+        page.on('pageerror', lambda e: errors.append(str(e)))
+        msg = segment_in_page(page, url, data/'images'/'3.png', 'Tumour area')
+        assert 'px' in msg and 'threshold 0.50' in msg
+        assert page.locator('#overlay img').count() == 1            # the overlay is shown
+        assert page.locator('#uncertainty img').count() == 1        # TTA is on by default
+        assert page.locator('#mask a[download], #mask a').count() >= 1   # the mask can be downloaded
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS/'app_result.png'), full_page=True)
+        # a file that is not an image: a message in the page, no stack trace
+        (tmp_path/'fake.png').write_bytes(b'this is not an image')
+        msg = segment_in_page(page, url, tmp_path/'fake.png', 'Refused')
+        assert 'fake.png' in msg and 'not a readable image' in msg and 'Traceback' not in page.content()
+        # too many pixels
+        Image.fromarray(np.zeros((4200, 4200), np.uint8)).save(tmp_path/'big.png')
+        msg = segment_in_page(page, url, tmp_path/'big.png', 'Refused')
+        assert '4096' in msg
+        page.screenshot(path=str(ARTIFACTS/'app_refused.png'), full_page=True)
+        assert not errors, errors
+    log.seek(0); assert 'Traceback' not in log.read()
+
+
+def test_concurrent_requests_and_size_limit(model, server, tmp_path):
+    from gradio_client import Client, handle_file
+    url, _ = server
+    data, _ = model
+    client = Client(url, verbose=False)
+    files = [data/'images'/f'{n}.png' for n in (1, 2, 3, 4, 5, 6)]
+    with ThreadPoolExecutor(6) as ex:
+        results = list(ex.map(lambda f: client.predict(handle_file(str(f)), 0.5, True, api_name='/segment'), files))
+    assert all('Tumour area' in r[3] for r in results)
+    masks = [np.array(Image.open(r[2])) for r in results]
+    assert all(m.shape == (64, 64) for m in masks)
+    # over the server's size limit (1 MB here): refused before or by the app, never processed
+    big = tmp_path/'big.tif'
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1100, 1100), dtype=np.uint8)).save(big)
+    try: r = client.predict(handle_file(str(big)), 0.5, False, api_name='/segment'); refused = 'Refused' in r[3]
+    except Exception as e: refused = 'size' in str(e).lower() or 'large' in str(e).lower() or '413' in str(e)
+    assert refused
+
+
+def test_bts_space_writes_a_space_folder(model, tmp_path):
+    _, exp = model
+    out = tmp_path/'space'
+    r = subprocess.run([BIN/'bts_space', '--model', str(exp), '--out', str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert {'app.py', 'requirements.txt', 'README.md', 'model', 'bts_nb', 'examples'} <= {p.name for p in out.iterdir()}
+    assert 'sdk: gradio' in (out/'README.md').read_text() and 'app_file: app.py' in (out/'README.md').read_text()
+    r = subprocess.run([BIN/'bts_space', '--model', str(exp), '--out', str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and '--overwrite' in r.stderr
+    r = subprocess.run([BIN/'bts_space', '--model', str(tmp_path), '--out', str(tmp_path/'x')], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and 'model.safetensors' in r.stderr

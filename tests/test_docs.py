@@ -1,0 +1,59 @@
+"""The documentation site: built from the notebooks with `bts_docs`, served on 127.0.0.1, read in headless Chromium."""
+import re, subprocess, sys
+from pathlib import Path
+from urllib.parse import urljoin
+import pytest
+from browser import ARTIFACTS, browser, needs_chromium, static_server
+
+ROOT = Path(__file__).parent.parent
+NOTEBOOKS = sorted(p for p in (ROOT/'nbs').glob('*.ipynb'))
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp('site')
+    r = subprocess.run([str(Path(sys.executable).parent/'bts_docs'), '--out', str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return out
+
+def test_one_page_per_notebook(site):
+    pages = {p.name for p in site.glob('*.html')} - {'404.html'}
+    assert len(pages) == len(NOTEBOOKS), (sorted(pages), [p.name for p in NOTEBOOKS])
+    assert 'index.html' in pages and (site/'search'/'search_index.json').exists()
+    home = (site/'index.html').read_text()
+    assert 'fonts.googleapis' not in home, "the site must not need the network"
+
+@needs_chromium
+def test_site_in_headless_chromium(site):
+    with static_server(site) as base, browser() as b:
+        page = b.new_page(viewport={'width': 1280, 'height': 900})
+        failed = []
+        page.on('requestfailed', lambda r: failed.append(r.url))
+        page.on('response', lambda r: failed.append(f'{r.status} {r.url}') if r.status >= 400 else None)
+        page.goto(base + '/index.html', wait_until='load')
+        assert 'bts_nb' in page.title()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS/'docs_home.png'), full_page=False)
+        # the sidebar: every link resolves to a page that loads, with a heading and no failed request
+        links = page.eval_on_selector_all('nav.md-nav--primary a.md-nav__link[href]', 'els => els.map(e => e.getAttribute("href"))')
+        links = sorted({urljoin(base + '/index.html', l).split('#')[0] for l in links if l.endswith('.html') or '.html#' in l})
+        assert len(links) >= len(NOTEBOOKS) - 1, links
+        api_entries, figures = 0, 0
+        for url in links:
+            resp = page.goto(url, wait_until='load')
+            assert resp.status == 200, url
+            assert page.locator('article h1').count() == 1, url
+            # API entries: show_doc's heading + signature block
+            api_entries += page.locator('article h3 + div.highlight').count()
+            figures += page.evaluate("""() => [...document.querySelectorAll('article img')]
+                                              .filter(i => i.complete && i.naturalWidth > 0).length""")
+        assert api_entries > 20, api_entries
+        assert figures >= 5, figures
+        assert not failed, failed[:10]
+        # search works offline: type a function name, get a result
+        page.goto(base + '/index.html', wait_until='networkidle')
+        page.locator('input.md-search__input').click()
+        page.keyboard.type('hausdorff', delay=20)
+        page.wait_for_selector('.md-search-result__item', timeout=15000)
+        assert page.locator('.md-search-result__item').count() >= 1
+        assert 'metrics.html' in page.locator('.md-search-result__item a').first.get_attribute('href')
