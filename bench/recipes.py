@@ -34,6 +34,8 @@ CANDIDATES = {
     'a128_dice_boundary': dict(size=128, loss='dice+boundary', boundary_ramp=1.0),
     'a128_plain_unet': dict(size=128, arch='unet'),
     'a128_fp32':      dict(size=128, precision='fp32'),
+    # the same 40 minutes spent on more epochs at a lower size
+    'r160_e24':       dict(size=160, epochs=24),
     # archived baselines of the upstream project, re-expressed with bts_nb (archived_models/)
     'v0':             dict(size=128, arch='unet', loss='bce', aug='none'),
     'v1':             dict(size=128, arch='deeplabv3', loss='dice', aug='light'),

@@ -91,3 +91,48 @@ def test_resume_after_sigterm_loses_nothing(tiny_data, tmp_path):
     assert (out/'model_card.json').exists() and not (out/'checkpoint.pth').exists()
     r = run_cli('--out', out, '--resume')
     assert r.returncode == 2 and 'the run is complete' in r.stderr
+
+
+def lgg_like(dest, n_patients=4, n_slices=5, size=64):
+    "A tiny set in the LGG layout: 3-channel TIFF slices (the phantom in channel 1, FLAIR) and _mask.tif files."
+    import numpy as np, tifffile
+    from bts_nb.data import phantom_patient
+    for p in range(n_patients):
+        case = f'TCGA_XX_{p:04d}'; (dest/case).mkdir(parents=True)
+        imgs, msks = phantom_patient(1000 + p, n_slices, size)
+        for k, (im, m) in enumerate(zip(imgs, msks), 1):
+            noise = np.random.default_rng(k).integers(0, 255, im.shape, dtype=np.uint8)
+            tifffile.imwrite(dest/case/f'{case}_{k}.tif', np.stack([noise, im, noise], -1))
+            tifffile.imwrite(dest/case/f'{case}_{k}_mask.tif', (m*255).astype(np.uint8))
+    return dest
+
+
+def test_train_on_two_datasets(tiny_data, tmp_path):
+    "Two layouts in one run: each source keeps its own split and channel, and bts_evaluate reads the saved split back."
+    from bts_nb.data import split_source
+    lgg = lgg_like(tmp_path/'lgg')
+    out = tmp_path/'run'
+    r = run_cli('--data', f'{tiny_data},{lgg}', '--out', out, '--size', 64, '--bs', 8, '--epochs', 1,
+                '--valid_pct', 0.25, '--test_pct', 0.25)
+    assert r.returncode == 0, r.stderr[-2000:]
+    split = pd.read_csv(out/'split.csv')
+    assert len(split) == 36 + 20 and split.image.is_unique
+    assert {Path(s).name for s in split.source} == {'syn', 'lgg'}
+    assert set(split.layout) == {'figshare', 'lgg'}                 # the phantoms use the Figshare layout
+    by_src = split.groupby(split.source.map(lambda s: Path(s).name))
+    assert by_src.channel.apply(lambda c: c.dropna().unique().tolist()).to_dict() == {'syn': [], 'lgg': [1]}
+    for name, root in (('syn', tiny_data), ('lgg', lgg)):         # the same held-out rows as a run on that source alone
+        alone = split_source(root, valid_pct=0.25, test_pct=0.25, verbose=False)
+        assert by_src.get_group(name).split.tolist() == alone.split.tolist()
+    card = json.loads((out/'model_card.json').read_text())
+    assert card['channel'] == 1 and card['layout'] == 'figshare+lgg'
+    ev = subprocess.run([str(Path(sys.executable).parent/'bts_evaluate'), '--model', out, '--split', out/'split.csv',
+                         '--side', 'test', '--out', tmp_path/'ev'], capture_output=True, text=True, timeout=600)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert len(pd.read_csv(tmp_path/'ev'/'per_image.csv')) == (split.split == 'test').sum()
+
+
+def test_bad_source_in_a_list_is_named(tiny_data, tmp_path):
+    r = run_cli('--data', f'{tiny_data},{tmp_path}/no_such_set', '--out', tmp_path/'run', '--epochs', 1)
+    assert r.returncode != 0 and 'no_such_set' in r.stderr
+    assert not (tmp_path/'run'/'model.safetensors').exists()
