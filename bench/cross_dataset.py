@@ -6,10 +6,10 @@
 Each set is the `test` side of a saved split: the Figshare blocks of a Figshare run, the LGG patients of an LGG run.
 A run on both data sets splits each one exactly as a run on it alone does, so those test rows are unseen by every
 model. LGG is read on its FLAIR channel (1), the channel its masks were drawn on; Figshare is single-channel.
-Each evaluation is written to <evals>/<model>_on_<set>/ (per_image.csv, summary.json) and reused if already there.
+Each evaluation is a `bts_evaluate` run into <evals>/<model>_on_<set>/ (per_image.csv, summary.json), reused if already there.
 The table goes to bench/results/cross_dataset.csv. These are measurements, not tests.
 """
-import argparse, json, sys
+import argparse, json, subprocess, sys
 from pathlib import Path
 import pandas as pd
 
@@ -28,20 +28,13 @@ def pairs(items):
 
 
 def evaluation(model, split, channel, folder):
-    "summary.json of `model` on the test side of `split`, computed (with bts_evaluate's own functions) unless saved."
+    "summary.json of `bts_evaluate` for `model` on the test side of `split`, run unless already saved in `folder`."
     folder = Path(folder)
-    if (folder/'summary.json').exists(): return json.loads((folder/'summary.json').read_text())
-    from bts_nb.inference import Segmenter
-    from bts_nb.evaluate import evaluate_dataset, area_sweep
-    from bts_nb.metrics import summarize_metrics
-    seg = Segmenter(model, device='cpu')
-    table = evaluate_dataset(seg, split=split, side='test', channel=channel, verbose=False)
-    info = dict(model=str(model), data=str(split), side='test', channel=channel, threshold=seg.threshold,
-                summary=summarize_metrics(table), area_sweep=area_sweep(table).to_dict(orient='records'))
-    folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder/'per_image.csv', index=False)
-    (folder/'summary.json').write_text(json.dumps(info, indent=2))
-    return info
+    if not (folder/'summary.json').exists():
+        cmd = [str(Path(sys.executable).parent/'bts_evaluate'), '--model', str(model), '--split', str(split), '--side', 'test',
+               '--out', str(folder)] + (['--channel', str(channel)] if channel is not None else [])
+        if subprocess.run(cmd).returncode: raise SystemExit(f"bts_evaluate failed: {' '.join(cmd)}")
+    return json.loads((folder/'summary.json').read_text())
 
 
 def row(model_name, model, set_name, info):
