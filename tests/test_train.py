@@ -50,8 +50,9 @@ def test_second_run_into_same_folder_refused(tiny_data, tmp_path):
     r = run_cli(*tiny_args(tiny_data, out, epochs=1))
     assert r.returncode == 2 and 'already holds a run' in r.stderr
     assert (out/'model.safetensors').read_bytes() == before
-    r = run_cli(*tiny_args(tiny_data, out, epochs=1), '--overwrite')
+    r = run_cli(*tiny_args(tiny_data, out, epochs=1), '--overwrite', '--num_workers', 2)   # with loader worker processes
     assert r.returncode == 0, r.stderr[-2000:]
+    assert yaml.safe_load((out/'config.yaml').read_text())['num_workers'] == 2
 
 
 def test_bad_input_is_named(tmp_path):
@@ -59,6 +60,8 @@ def test_bad_input_is_named(tmp_path):
     assert r.returncode == 2 and 'missing: dataset folder does not exist' in r.stderr
     r = run_cli('--out', tmp_path/'run2', '--arch', 'resnet')
     assert r.returncode == 2 and "arch 'resnet'" in r.stderr
+    r = run_cli('--out', tmp_path/'run3', '--num_workers', -1)
+    assert r.returncode == 2 and 'num_workers -1' in r.stderr
     assert run_cli().returncode == 2
 
 
