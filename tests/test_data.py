@@ -6,7 +6,8 @@ from PIL import Image
 import tifffile
 
 from bts_nb.data import (DataError, read_pairs, verify_pairs, split_pairs, shared_groups, seg_dataloaders,
-                         save_split, load_split, figshare_pairs, lgg_pairs, folder_pairs, make_synthetic, synthetic_root)
+                         save_split, load_split, figshare_pairs, lgg_pairs, folder_pairs, make_synthetic, synthetic_root,
+                         multi_source_split)
 from conftest import FIGSHARE, LGG, needs_figshare, needs_lgg, write_pair
 
 
@@ -93,6 +94,17 @@ def test_synthetic_generation_is_deterministic(tmp_path):
 
 def test_path_does_not_exist(tmp_path):
     with pytest.raises(DataError, match=r'nowhere: dataset folder does not exist'): read_pairs(tmp_path/'nowhere')
+
+
+def test_same_images_in_two_sources_refused(tmp_path):
+    "A data set listed twice, directly or through a link, would put each slice on both sides of the split: refused, naming a file."
+    syn = make_synthetic(tmp_path/'syn', n_patients=5, n_slices=6, size=32)
+    (tmp_path/'link').symlink_to(syn)
+    for second in (syn, tmp_path/'link'):
+        with pytest.raises(DataError, match=r'the same image is in two sources: .*images/1\.png'):
+            multi_source_split([syn, second], valid_pct=0.25, verbose=False)
+    other = make_synthetic(tmp_path/'other', n_patients=5, n_slices=6, size=32, seed=1)
+    assert len(multi_source_split([syn, other], valid_pct=0.25, verbose=False)) == 60     # two distinct sets are fine
 
 
 def test_missing_masks_folder(kaggle_dir):
