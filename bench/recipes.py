@@ -6,7 +6,8 @@
 
 For each candidate (the CANDIDATES table below, overriding `TrainConfig`'s defaults), the script
 1. sets the number of epochs that fits `--budget_min` of training, from a 3-step speed probe of that architecture,
-   size and precision on this machine (unless the candidate fixes `epochs`, or the budget is not given). All probes run
+   size and precision on this machine (`bts_nb.train.train_speed` and `epochs_for_budget`, as `bts_train --budget_min`
+   does; unless the candidate fixes `epochs`, or the budget is not given). All probes run
    first, back to back: run the script on an otherwise idle machine, or the probes undercount;
 2. runs `bts_train` in a child process on the same split (`--split`, so every candidate sees the same held-out blocks),
    measuring its wall-clock and peak memory (the child's max RSS);
@@ -48,37 +49,16 @@ CANDIDATES = {
 }
 
 
-def probe_img_s(cfg, steps:int=3) -> float:
-    "Training images/s of cfg's architecture, size and precision, from `steps` timed steps on random data."
-    import torch
-    from bts_nb.models import build_model
-    from bts_nb.losses import get_loss
-    from bts_nb.callbacks import cpu_bf16_supported
-    model = build_model(cfg.arch, size=cfg.size, **cfg.arch_kw).train()
-    loss_fn, opt = get_loss('bce_dice'), torch.optim.AdamW(model.parameters(), 1e-3)
-    x, y = torch.randn(cfg.bs, 1, cfg.size, cfg.size), (torch.rand(cfg.bs, cfg.size, cfg.size) > 0.9).long()
-    bf16 = cfg.precision == 'bf16' or (cfg.precision == 'auto' and cpu_bf16_supported())
-    if bf16: model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    def step():
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16): out = model(x)
-        out = (out[0] if isinstance(out, tuple) else out).float()
-        loss_fn(out, y).backward(); opt.step(); opt.zero_grad()
-    step(); t = time.perf_counter()
-    for _ in range(steps): step()
-    return cfg.bs * steps / (time.perf_counter() - t)
-
-
 def candidate_config(name, overrides, data, split, budget_min):
     "The TrainConfig of a candidate, its epochs set from a speed probe when a budget is given."
     import dataclasses
-    from bts_nb.train import TrainConfig
+    from bts_nb.train import TrainConfig, train_speed, epochs_for_budget
     cfg = dataclasses.replace(TrainConfig(), data=str(data), split=str(split) if split else None, **overrides)
     if split is None: cfg = dataclasses.replace(cfg, valid_pct=0.15, test_pct=0.15)
     if budget_min and 'epochs' not in overrides:
         n_train = 1798 if split is None else int((pd.read_csv(split).split == 'train').sum())
-        speed = probe_img_s(cfg)
-        # ~80 % of a step's time is the model; loading, augmentation and the validation pass take the rest
-        cfg = dataclasses.replace(cfg, epochs=max(1, round(budget_min * 60 * speed * 0.8 / n_train)))
+        speed = train_speed(cfg)
+        cfg = dataclasses.replace(cfg, epochs=epochs_for_budget(budget_min, n_train, speed))
         print(f"{name}: probe {speed:.1f} img/s -> {cfg.epochs} epochs for {budget_min} min", flush=True)
     return cfg
 
@@ -120,7 +100,7 @@ def score(run, rss_mb, name=None, posts=tuple(POSTS)):
     n_train = card['split_counts'].get('train', 0)
     epochs = len(pd.read_csv(run/'metrics.csv'))     # (model cards before 0.1.1 recorded epochs_trained wrongly)
     base = dict(name=name or run.name, arch=card['arch'], size=card['size'], loss=card['loss'], aug=cfg.get('aug'),
-                precision=card.get('precision', 'fp32'), epochs=epochs, train_min=card['train_minutes'],
+                precision=card.get('precision_used', card.get('precision', 'fp32')), epochs=epochs, train_min=card['train_minutes'],
                 train_img_s=round(n_train * epochs / (card['train_minutes'] * 60), 1),
                 peak_rss_mb=round(rss_mb) if rss_mb else None,
                 split=f"{run/'split.csv'} (blocks; train {n_train} / valid {card['split_counts'].get('valid')} / test {card['split_counts'].get('test')})")

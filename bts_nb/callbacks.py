@@ -19,7 +19,8 @@ from safetensors.torch import save_file, load_file
 # %% auto #0
 __all__ = ['PRECISIONS', 'LossWeightSchedule', 'boundary_ramp', 'DeepSupervision', 'atomic_write', 'save_weights', 'load_weights',
            'KeepBest', 'EpochCheckpoint', 'fit_one_cycle_from', 'resume_from_checkpoint', 'EpochLog',
-           'cpu_bf16_supported', 'CPUMixedPrecision', 'check_precision', 'precision_callbacks', 'training_callbacks']
+           'cpu_bf16_supported', 'CPUMixedPrecision', 'check_precision', 'resolve_precision', 'precision_callbacks',
+           'training_callbacks']
 
 # %% ../nbs/04_callbacks.ipynb #d03a25ef
 class _WeightLog(Metric):
@@ -196,11 +197,16 @@ def check_precision(precision:str) -> str:
     if precision not in PRECISIONS: raise ValueError(f"precision '{precision}': choose {', '.join(PRECISIONS)}")
     return precision
 
+def resolve_precision(precision:str='auto') -> str:
+    "The precision a run uses on this machine: 'auto' becomes fp16 with CUDA, bf16 on a CPU with bf16 instructions, else fp32."
+    check_precision(precision)
+    if precision != 'auto': return precision
+    return 'fp16' if torch.cuda.is_available() else 'bf16' if cpu_bf16_supported() else 'fp32'
+
 def precision_callbacks(precision:str='auto') -> list:
     "Callbacks for `precision`: 'auto', 'bf16' (CPU), 'fp16' (CUDA) or 'fp32'."
     from fastai.callback.fp16 import MixedPrecision
-    check_precision(precision)
-    if precision == 'auto': precision = 'fp16' if torch.cuda.is_available() else 'bf16' if cpu_bf16_supported() else 'fp32'
+    precision = resolve_precision(precision)
     if precision == 'fp16': return [MixedPrecision()]
     if precision == 'bf16': return [MixedPrecision(amp_mode='bf16')] if torch.cuda.is_available() else [CPUMixedPrecision()]
     return []

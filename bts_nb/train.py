@@ -14,15 +14,15 @@ from fastai.callback.progress import ProgressCallback
 from fastcore.script import call_parse, store_true
 import bts_nb
 from .data import seg_dataloaders, save_split, read_mask, image_size, AUG_LEVELS, DataError
-from .models import seg_learner, ARCHS
+from .models import seg_learner, build_model, ARCHS
 from .losses import get_loss
 from .metrics import per_image_metrics, summarize_metrics
 from .visualize import plot_curves
-from .callbacks import (training_callbacks, check_precision, boundary_ramp, resume_from_checkpoint, fit_one_cycle_from, EpochLog, KeepBest,
+from .callbacks import (training_callbacks, check_precision, resolve_precision, boundary_ramp, resume_from_checkpoint, fit_one_cycle_from, EpochLog, KeepBest,
                               load_weights, atomic_write)
 
 # %% auto #0
-__all__ = ['TrainConfig', 'predict_rows', 'evaluate_rows', 'model_card', 'train', 'bts_train']
+__all__ = ['TrainConfig', 'train_speed', 'epochs_for_budget', 'predict_rows', 'evaluate_rows', 'model_card', 'train', 'bts_train']
 
 # %% ../nbs/05_train.ipynb #13a71de4
 @dataclass
@@ -42,6 +42,7 @@ class TrainConfig:
     aug: str = 'light'
     size: int = 192
     epochs: int = 14
+    budget_min: float|None = None  # minutes of training to fit: sets `epochs` from a speed probe of this machine
     bs: int = 8
     lr: float = 3e-3
     wd: float = 1e-4
@@ -64,6 +65,7 @@ class TrainConfig:
         if self.boundary_ramp and 'boundary' not in self.loss: raise ValueError("boundary_ramp needs a loss with a 'boundary' term, e.g. 'dice+boundary'")
         if self.size < 32 or self.size % 32: raise ValueError(f"size {self.size}: use a multiple of 32 (encoders downsample 32×)")
         if self.epochs < 1 or self.bs < 1: raise ValueError("epochs and bs must be at least 1")
+        if self.budget_min is not None and self.budget_min <= 0: raise ValueError(f"budget_min {self.budget_min}: use a positive number of minutes")
         if self.num_workers is not None and self.num_workers < 0: raise ValueError(f"num_workers {self.num_workers}: use 0 or more")
         check_precision(self.precision)
         return self
@@ -76,6 +78,46 @@ class TrainConfig:
         return cls(**d)
 
     def to_yaml(self, path): atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(asdict(self), sort_keys=False)))
+
+# %% ../nbs/05_train.ipynb #5d8db1ef
+def train_speed(cfg:TrainConfig, steps:int=5, warmup:int=2) -> float:
+    "Training images/s of `cfg`'s model, size, batch, loss and precision on this machine: the median of `steps` timed optimiser steps on random data."
+    device, prec = ('cuda' if torch.cuda.is_available() else 'cpu'), resolve_precision(cfg.precision)
+    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(prec)
+    with torch.random.fork_rng():                         # the run's own random stream is left as it was
+        model = build_model(cfg.arch, size=cfg.size, **cfg.arch_kw).to(device).train()
+        x = torch.randn(cfg.bs, 1, cfg.size, cfg.size, device=device)
+        y = (torch.rand(cfg.bs, cfg.size, cfg.size, device=device) > 0.9).long()
+        if dtype is torch.bfloat16 and device == 'cpu': model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        loss_fn, opt = get_loss(cfg.loss), torch.optim.AdamW(model.parameters(), 1e-4)
+        def step():
+            with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None): out = model(x)
+            out = (out[0] if isinstance(out, tuple) else out).float()
+            loss_fn(out, y).backward(); opt.step(); opt.zero_grad()
+        times = []
+        for i in range(warmup + steps):
+            t = time.perf_counter(); step()
+            if device == 'cuda': torch.cuda.synchronize()
+            if i >= warmup: times.append(time.perf_counter() - t)
+        return cfg.bs / float(np.median(times))
+
+def epochs_for_budget(budget_min:float, n_train:int, img_s:float, model_share:float=0.75) -> int:
+    "Epochs of `n_train` images that fit `budget_min` minutes at `img_s` training images/s, the model taking `model_share` of the time (at least 1)."
+    return max(1, int(budget_min * 60 * img_s * model_share // n_train))
+
+def _fit_budget(cfg, dls, out, verbose) -> dict:
+    "Probe this machine, choose the epochs that fit `cfg.budget_min`, and record the choice in out/budget.json."
+    n_train = int((dls.pairs.split == 'train').sum())
+    speed = train_speed(cfg)
+    budget = dict(budget_min=cfg.budget_min, probe_img_s=round(speed, 2), budget_epochs=epochs_for_budget(cfg.budget_min, n_train, speed))
+    atomic_write(out/'budget.json', lambda tmp: Path(tmp).write_text(json.dumps(budget, indent=2)))
+    if verbose: print(f"budget {cfg.budget_min:g} min: the probe trains {speed:.1f} images/s here ({resolve_precision(cfg.precision)}), "
+                      f"so {budget['budget_epochs']} epoch{'s' * (budget['budget_epochs'] != 1)} of {n_train} images")
+    return budget
+
+def _read_budget(out) -> dict|None:
+    p = Path(out)/'budget.json'
+    return json.loads(p.read_text()) if p.exists() else None
 
 # %% ../nbs/05_train.ipynb #efbb8382
 def predict_rows(learn, rows:pd.DataFrame, bs:int=16) -> list[np.ndarray]:
@@ -113,15 +155,15 @@ class _Terminated(KeyboardInterrupt): "SIGTERM, turned into the same path as Ctr
 
 def _on_sigterm(signum, frame): raise _Terminated()
 
-def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_epoch:int, epochs_trained:int) -> dict:
+def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_epoch:int, epochs_trained:int, budget:dict|None=None) -> dict:
     "What a user (or `bts_predict`) needs to know to use the weights correctly."
     return dict(bts_nb_version=bts_nb.__version__, arch=cfg.arch, arch_kw=cfg.arch_kw, n_in=1, size=cfg.size,
                 channel=dls.channel, threshold=cfg.threshold, output='one logit channel; sigmoid gives P(tumour)',
                 normalisation='8-bit slice (uint8 as is, else 0.5-99.5 percentile window), squish-resized to size, then per-image z-score',
-                loss=cfg.loss, precision=cfg.precision, epochs_trained=epochs_trained, best_epoch=best_epoch,
+                loss=cfg.loss, precision=cfg.precision, precision_used=resolve_precision(cfg.precision), epochs_trained=epochs_trained, best_epoch=best_epoch,
                 train_minutes=round(seconds / 60, 2), data=cfg.data or 'synthetic', layout=dls.pairs.attrs.get('layout'),
                 split='split.csv', split_counts=dls.pairs.groupby('split').size().to_dict(), metrics=summary,
-                n_params=sum(p.numel() for p in learn.model.parameters()), torch=torch.__version__)
+                n_params=sum(p.numel() for p in learn.model.parameters()), torch=torch.__version__, **(budget or {}))
 
 # %% ../nbs/05_train.ipynb #a4486c00
 def _plain_log(learn, n_epochs):
@@ -146,6 +188,8 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
     dls = seg_dataloaders(cfg.data, cfg.layout, size=cfg.size, bs=cfg.bs, aug=cfg.aug, valid_pct=cfg.valid_pct,
                           test_pct=cfg.test_pct, seed=cfg.seed, channel=cfg.channel, split=split, verbose=verbose,
                           num_workers=cfg.loader_workers())
+    budget = _fit_budget(cfg, dls, out, verbose) if (cfg.budget_min and not resume) else None
+    if budget: cfg = dataclasses.replace(cfg, epochs=budget['budget_epochs'], budget_min=None)   # config.yaml: what ran
     if not resume: cfg.to_yaml(out/'config.yaml'); atomic_write(out/'split.csv', lambda tmp: save_split(dls.pairs, tmp))
     cbs = training_callbacks(out, patience=cfg.patience, precision=cfg.precision)
     if cfg.boundary_ramp: cbs.append(boundary_ramp(cfg.boundary_ramp))
@@ -179,7 +223,7 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
         summaries[side] = summarize_metrics(tab)
     log = pd.read_csv(out/'metrics.csv')                  # every epoch, across resumes
     atomic_write(out/'eval.json', lambda tmp: Path(tmp).write_text(json.dumps(summaries, indent=2)))
-    card = model_card(cfg, learn, summaries, dls, seconds, int(log['dice'].idxmax()), len(log))
+    card = model_card(cfg, learn, summaries, dls, seconds, int(log['dice'].idxmax()), len(log), _read_budget(out))
     atomic_write(out/'model_card.json', lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2)))
     plot_curves(out/'metrics.csv', out/'curves.png')
     (out/'checkpoint.pth').unlink(missing_ok=True)
@@ -192,7 +236,7 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
 
 # %% ../nbs/05_train.ipynb #4b87fe24
 _CLI_KEYS = ('data', 'layout', 'split', 'valid_pct', 'test_pct', 'channel', 'arch', 'pretrained', 'loss', 'boundary_ramp',
-             'aug', 'size', 'epochs', 'bs', 'lr', 'wd', 'patience', 'threshold', 'seed', 'precision', 'num_workers')
+             'aug', 'size', 'epochs', 'budget_min', 'bs', 'lr', 'wd', 'patience', 'threshold', 'seed', 'precision', 'num_workers')
 
 def _parse_pretrained(v):
     if v is None: return None
@@ -213,6 +257,7 @@ def bts_train(
     boundary_ramp:float=None,       # ramp the boundary term's weight from 0 to this
     aug:str=None,                   # none, light or heavy
     size:int=None, epochs:int=None, bs:int=None, lr:float=None, wd:float=None,
+    budget_min:float=None,          # minutes of training to fit on this machine: sets the epochs from a speed probe (instead of --epochs)
     patience:int=None,              # early stopping patience (epochs)
     threshold:float=None, seed:int=None,
     precision:str=None,             # auto (bfloat16 on CPUs with bf16 instructions, fp16 on CUDA), bf16, fp16 or fp32
@@ -223,10 +268,11 @@ def bts_train(
     "Train a brain-tumour segmenter and write an experiment folder."
     if out is None: print("bts_train: --out is required (the run folder to create)", file=sys.stderr); sys.exit(2)
     try:
+        if epochs is not None and budget_min is not None: raise ValueError("--epochs and --budget_min both given: choose one (the budget sets the epochs)")
         cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
         given = dict(data=data, layout=layout, split=split, valid_pct=valid_pct, test_pct=test_pct, channel=channel, arch=arch,
                      pretrained=_parse_pretrained(pretrained), loss=loss, boundary_ramp=boundary_ramp, aug=aug, size=size,
-                     epochs=epochs, bs=bs, lr=lr, wd=wd, patience=patience, threshold=threshold, seed=seed, precision=precision,
+                     epochs=epochs, budget_min=budget_min, bs=bs, lr=lr, wd=wd, patience=patience, threshold=threshold, seed=seed, precision=precision,
                      num_workers=num_workers)
         cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
         if resume and any(v is not None for v in given.values()): print("--resume continues the saved config.yaml; other options are ignored")

@@ -62,7 +62,26 @@ def test_bad_input_is_named(tmp_path):
     assert r.returncode == 2 and "arch 'resnet'" in r.stderr
     r = run_cli('--out', tmp_path/'run3', '--num_workers', -1)
     assert r.returncode == 2 and 'num_workers -1' in r.stderr
+    r = run_cli('--out', tmp_path/'run4', '--epochs', 3, '--budget_min', 10)
+    assert r.returncode == 2 and '--epochs and --budget_min both given' in r.stderr
+    r = run_cli('--out', tmp_path/'run5', '--budget_min', 0)
+    assert r.returncode == 2 and 'budget_min 0' in r.stderr
+    assert not (tmp_path/'run4').exists()
     assert run_cli().returncode == 2
+
+
+def test_budget_sets_the_epochs(tiny_data, tmp_path):
+    out = tmp_path/'run'
+    r = run_cli('--data', tiny_data, '--out', out, '--size', 64, '--bs', 8, '--valid_pct', 0.25, '--budget_min', 0.02)
+    assert r.returncode == 0, r.stderr[-2000:]
+    budget = json.loads((out/'budget.json').read_text())
+    assert budget['budget_min'] == 0.02 and budget['probe_img_s'] > 0 and budget['budget_epochs'] >= 1
+    assert f"so {budget['budget_epochs']} epoch" in r.stdout
+    cfg = yaml.safe_load((out/'config.yaml').read_text())
+    assert cfg['epochs'] == budget['budget_epochs'] and cfg['budget_min'] is None   # config.yaml repeats what ran
+    assert len(pd.read_csv(out/'metrics.csv')) == budget['budget_epochs']
+    card = json.loads((out/'model_card.json').read_text())
+    assert card['budget_min'] == 0.02 and card['precision_used'] in ('bf16', 'fp16', 'fp32')
 
 
 def test_resume_after_sigterm_loses_nothing(tiny_data, tmp_path):
