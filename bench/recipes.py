@@ -5,9 +5,9 @@
     python bench/recipes.py --collect runs/a runs/b ...      # tabulate finished run folders, train nothing
 
 For each candidate (the CANDIDATES table below, overriding `TrainConfig`'s defaults), the script
-1. sets the number of epochs that fits `--budget_min` of training, from a 3-step speed probe of that architecture,
-   size and precision on this machine (`bts_nb.train.train_speed` and `epochs_for_budget`, as `bts_train --budget_min`
-   does; unless the candidate fixes `epochs`, or the budget is not given). All probes run
+1. sets the number of epochs that fits `--budget_min` of training, from a speed probe of that architecture, size and
+   precision on this machine (`bts_nb.train.train_speed`, the median of 5 steps, and `epochs_for_budget`, as
+   `bts_train --budget_min` does; unless the candidate fixes `epochs`, or the budget is not given). All probes run
    first, back to back: run the script on an otherwise idle machine, or the probes undercount;
 2. runs `bts_train` in a child process on the same split (`--split`, so every candidate sees the same held-out blocks),
    measuring its wall-clock and peak memory (the child's max RSS);
