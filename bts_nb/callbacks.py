@@ -6,6 +6,8 @@
 from __future__ import annotations
 import os, tempfile
 import warnings; warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')  # fastai's imports, torch 2.14
+# CSVLogger's own `append` flag: harmless, but fastai warns when the model (a DynamicUnet is an nn.Sequential) has an `append` too
+warnings.filterwarnings('ignore', message=r'You are shadowing an attribute \(append\)')
 from pathlib import Path
 import numpy as np, torch
 from fastai.callback.core import Callback
@@ -124,12 +126,15 @@ class EpochCheckpoint(Callback):
 
 def _shifted(f, start): return lambda p: f(start + p * (1 - start))
 
-def fit_one_cycle_from(learn, n_epoch:int, lr_max:float, start_epoch:int=0, cbs=None, div=25., div_final=1e5,
-                       pct_start=0.25, moms=(0.95, 0.85, 0.95)):
-    "fastai's `fit_one_cycle` over `n_epoch` epochs, running only epochs `start_epoch`.. (to resume a run)."
-    learn.epoch_offset = start_epoch
+def fit_one_cycle_from(learn, n_epoch:int, lr_max, start_epoch:int=0, cbs=None, div=25., div_final=1e5,
+                       pct_start=0.25, moms=(0.95, 0.85, 0.95), offset:int=0):
+    "fastai's `fit_one_cycle` over `n_epoch` epochs, running only epochs `start_epoch`.. (to resume a run); logged epochs start at `offset`."
+    learn.epoch_offset = offset + start_epoch
     if start_epoch == 0:
         return learn.fit_one_cycle(n_epoch, lr_max, div=div, div_final=div_final, pct_start=pct_start, moms=moms, cbs=cbs)
+    if learn.opt is None: learn.create_opt()
+    learn.opt.set_hyper('lr', lr_max)                    # a slice: one rate per parameter group, as fastai does
+    lr_max = np.array([h['lr'] for h in learn.opt.hypers])
     s = start_epoch / n_epoch
     scheds = {'lr': combined_cos(pct_start, lr_max/div, lr_max, lr_max/div_final), 'mom': combined_cos(pct_start, *moms)}
     learn.fit(n_epoch - start_epoch, cbs=[ParamScheduler({k: _shifted(f, s) for k, f in scheds.items()})] + list(cbs or []))

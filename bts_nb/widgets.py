@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_widgets.ipynb #61c46698
 from __future__ import annotations
-import io
+import io, tempfile
 import warnings; warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')  # fastai's imports, torch 2.14
 from pathlib import Path
 import numpy as np
