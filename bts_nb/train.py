@@ -305,8 +305,7 @@ def bts_train(
         given = dict(data=data, layout=layout, split=split, valid_pct=valid_pct, test_pct=test_pct, channel=channel, arch=arch,
                      pretrained=_parse_pretrained(pretrained), loss=loss, boundary_ramp=boundary_ramp, aug=aug, size=size,
                      epochs=epochs, budget_min=budget_min, bs=bs, lr=lr, wd=wd, patience=patience, threshold=threshold, seed=seed, precision=precision,
-                     num_workers=num_workers)
-        given.update(freeze_epochs=freeze_epochs, lr_mult=lr_mult)
+                     num_workers=num_workers, freeze_epochs=freeze_epochs, lr_mult=lr_mult)
         cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
         if encoder is not None: cfg = dataclasses.replace(cfg, arch_kw={**cfg.arch_kw, 'encoder': encoder})
         if resume and (encoder is not None or any(v is not None for v in given.values())): print("--resume continues the saved config.yaml; other options are ignored")
