@@ -4,16 +4,17 @@
 
 # %% ../nbs/10_app.ipynb #22613fdd
 from __future__ import annotations
-import os, shutil, sys, tempfile
+import atexit, os, shutil, sys, tempfile
 from pathlib import Path
 import numpy as np
 from PIL import Image
-from fastcore.script import call_parse
+from fastcore.script import call_parse, store_true
 from .data import DataError, synthetic_root
 from .inference import Segmenter, overlay, postprocess, read_input
 
 # %% auto #0
-__all__ = ['ALLOWED_SUFFIXES', 'MAX_PIXELS', 'SliceApp', 'build_app', 'example_slices', 'write_space', 'bts_space', 'bts_app']
+__all__ = ['ALLOWED_SUFFIXES', 'MAX_PIXELS', 'SPACE_ENTRIES', 'SliceApp', 'build_app', 'example_slices', 'space_requirements',
+           'write_space', 'bts_space', 'bts_app']
 
 # %% ../nbs/10_app.ipynb #72d11298
 ALLOWED_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff')
@@ -26,11 +27,21 @@ def _colormap(u:np.ndarray, vmax:float=0.5) -> np.ndarray:
 
 class SliceApp:
     "The web app's logic: an uploaded file -> overlay, uncertainty map, mask file and a message."
-    def __init__(self, model_dir, max_mb:float=10.0, out_dir=None):
-        self.model_dir, self.max_mb = Path(model_dir), max_mb
+    def __init__(self, model_dir, max_mb:float=10.0, out_dir=None, keep_results:int=64):
+        self.model_dir, self.max_mb, self.keep_results = Path(model_dir), max_mb, keep_results
         self.segs = {False: Segmenter(model_dir, device='cpu'), True: Segmenter(model_dir, device='cpu', tta=True)}
         self.card = self.segs[False].card
-        self.out_dir = Path(out_dir or tempfile.mkdtemp(prefix='bts_app_'))
+        if out_dir is None:
+            out_dir = tempfile.mkdtemp(prefix='bts_app_')
+            atexit.register(shutil.rmtree, out_dir, ignore_errors=True)   # ours: removed when the app exits
+        self.out_dir = Path(out_dir)
+
+    def _result_dir(self) -> Path:
+        "A fresh folder for one request's files; the oldest beyond `keep_results` are deleted."
+        d = Path(tempfile.mkdtemp(dir=self.out_dir, prefix='req_'))
+        old = sorted(self.out_dir.glob('req_*'), key=lambda p: p.stat().st_mtime)[:-self.keep_results]
+        for o in old: shutil.rmtree(o, ignore_errors=True)
+        return d
 
     def check(self, path) -> np.ndarray:
         "The upload at `path` as an 8-bit slice, or a `DataError` that says what is wrong with it."
@@ -55,7 +66,7 @@ class SliceApp:
         thr = self.card['threshold'] if threshold is None else float(threshold)
         (prob,), (unc,) = seg.probs([img])
         mask = postprocess(prob > thr).astype(np.uint8)
-        d = Path(tempfile.mkdtemp(dir=self.out_dir))
+        d = self._result_dir()
         mask_path = d/f"{Path(path).stem}_mask.png"
         Image.fromarray(mask * 255).save(mask_path)
         area = int(mask.sum())
@@ -73,7 +84,7 @@ def build_app(model_dir, examples=None, max_mb:float=10.0, concurrency:int=4):
     if examples is not None and not isinstance(examples, (list, tuple)):
         examples = sorted(p for p in Path(examples).iterdir() if p.suffix.lower() in ALLOWED_SUFFIXES)
     card = app.card
-    with gr.Blocks(title='bts_nb: brain-tumour segmentation', analytics_enabled=False) as demo:
+    with gr.Blocks(title='bts_nb: brain-tumour segmentation', analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"## Brain-tumour segmentation of one MRI slice\n"
                     f"Model: `{card['arch']}` at {card['size']} px, trained on {Path(str(card.get('data', ''))).name or 'synthetic data'}. "
                     f"A research tool, not a medical device.")
@@ -121,33 +132,60 @@ def _space_readme(card:dict, gradio_version:str) -> str:
             f"# Brain-tumour segmentation of MRI slices\n\n`{card['arch']}` at {card['size']} px, {score}. "
             f"Made with [bts_nb](https://github.com/bts-nb/bts_nb). A research tool, not a medical device.\n")
 
+SPACE_ENTRIES = ('model', 'bts_nb', 'examples', 'requirements.txt', 'app.py', 'README.md')
+
+def _strip_local(v:str) -> str: return v.split('+')[0]           # '2.14.1+cu130' -> '2.14.1', installable from PyPI
+
+def space_requirements() -> list:
+    "bts_nb's runtime requirements, read from the installed package's metadata, each pinned to the installed version; plus Gradio."
+    import re
+    from importlib.metadata import requires, version, PackageNotFoundError
+    reqs = []
+    for r in requires('bts_nb') or []:
+        if 'extra ==' in r: continue                              # dev extras are not needed to serve
+        name = re.match(r'[A-Za-z0-9_.\-]+', r).group(0)
+        try: reqs.append(f"{name}=={_strip_local(version(name))}")
+        except PackageNotFoundError: reqs.append(r.split(';')[0].strip())
+    return reqs + [f"gradio=={_strip_local(version('gradio'))}"]
+
+def _is_our_space(out:Path) -> bool:
+    try: return (out/'app.py').read_text().startswith(_SPACE_APP.splitlines()[0])
+    except OSError: return False
+
 def write_space(model_dir, out, overwrite:bool=False) -> Path:
     "Write a Hugging Face Space folder for the model in `model_dir` into `out`."
-    import configparser, gradio, bts_nb
-    model_dir, out = Path(model_dir), Path(out)
+    import gradio, bts_nb
+    model_dir, out = Path(model_dir).expanduser(), Path(out).expanduser()
     for f in ('model.safetensors', 'model_card.json'):
         if not (model_dir/f).exists(): raise FileNotFoundError(f"{model_dir/f}: missing; a run folder from bts_train has it")
-    if out.exists() and any(out.iterdir()) and not overwrite: raise FileExistsError(f"{out}: exists and is not empty; pass --overwrite")
-    card = Segmenter(model_dir, device='cpu').card                       # refuses a card that does not fit its weights
-    if out.exists(): shutil.rmtree(out)
+    m, o = model_dir.resolve(), out.resolve()
+    if o == m or m in o.parents or o in m.parents:
+        raise ValueError(f"{out}: the Space folder must not be, contain or lie inside the model folder {model_dir}; choose another --out")
+    if out.exists() and not out.is_dir(): raise FileExistsError(f"{out}: exists and is not a folder")
+    card = Segmenter(model_dir, device='cpu').card                       # refuses a bad card, or one that does not fit its weights
+    reqs = space_requirements()
+    if out.exists() and any(out.iterdir()):
+        if not _is_our_space(out):
+            raise FileExistsError(f"{out}: is not empty and holds no Space written by bts_space (no such app.py); choose another --out")
+        if not overwrite: raise FileExistsError(f"{out}: already holds a Space; pass --overwrite to replace it")
+        for name in SPACE_ENTRIES:                                        # only what bts_space writes; .git and the rest stay
+            q = out/name
+            if q.is_dir() and not q.is_symlink(): shutil.rmtree(q)
+            elif q.exists() or q.is_symlink(): q.unlink()
     (out/'model').mkdir(parents=True)
     for f in ('model.safetensors', 'model_card.json'): shutil.copy(model_dir/f, out/'model'/f)
     pkg = Path(bts_nb.__file__).parent
     shutil.copytree(pkg, out/'bts_nb', ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
     example_slices(out/'examples')
-    settings = pkg.parent/'settings.ini'
-    reqs = configparser.ConfigParser(); reqs.read(settings)
-    req = reqs['DEFAULT'].get('requirements', '').split() if settings.exists() else []
-    (out/'requirements.txt').write_text('\n'.join([r for r in req if not r.startswith('torch')] +
-                                                  ['torch', 'torchvision', f'gradio=={gradio.__version__}']) + '\n')
-    (out/'app.py').write_text(_SPACE_APP)
+    (out/'requirements.txt').write_text('\n'.join(reqs) + '\n')
     (out/'README.md').write_text(_space_readme(card, gradio.__version__), encoding='utf-8')
+    (out/'app.py').write_text(_SPACE_APP)                                # last: a folder with this app.py is complete
     return out
 
 @call_parse
 def bts_space(model:str=None,            # run folder with model.safetensors and model_card.json (required)
               out:str='space',           # folder to write
-              overwrite:bool=False):     # replace an existing folder
+              overwrite:store_true=False):  # replace a Space that bts_space wrote before
     "Write a Hugging Face Space (Gradio) folder for a trained model."
     if model is None: print("bts_space: --model is required (a run folder from bts_train)", file=sys.stderr); sys.exit(2)
     try: print(f"Space written to {write_space(model, out, overwrite)}; run it with: cd {out} && python app.py")

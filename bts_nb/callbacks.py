@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_callbacks.ipynb #592b69de
 from __future__ import annotations
-import os, tempfile
+import errno, json, os, tempfile
 import warnings; warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')  # fastai's imports, torch 2.14
 # CSVLogger's own `append` flag: harmless, but fastai warns when the model (a DynamicUnet is an nn.Sequential) has an `append` too
 warnings.filterwarnings('ignore', message=r'You are shadowing an attribute \(append\)')
@@ -13,16 +13,17 @@ import numpy as np, torch
 from fastai.callback.core import Callback
 from fastai.callback.tracker import TrackerCallback, EarlyStoppingCallback
 from fastai.callback.schedule import SchedLin, combined_cos, ParamScheduler
-from fastai.learner import save_model
 from fastai.metrics import Metric
 from fastai.torch_core import to_float
+from safetensors import safe_open, SafetensorError
 from safetensors.torch import save_file, load_file
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'LossWeightSchedule', 'boundary_ramp', 'DeepSupervision', 'atomic_write', 'save_weights', 'load_weights',
-           'KeepBest', 'EpochCheckpoint', 'fit_one_cycle_from', 'resume_from_checkpoint', 'EpochLog',
-           'cpu_bf16_supported', 'CPUMixedPrecision', 'check_precision', 'resolve_precision', 'precision_callbacks',
-           'training_callbacks']
+__all__ = ['CHECKPOINT_FORMAT', 'PRECISIONS', 'LossWeightSchedule', 'boundary_ramp', 'DeepSupervision', 'SaveError',
+           'atomic_write', 'remove_stale_temps', 'save_weights', 'read_safetensors', 'load_weights', 'KeepBest',
+           'save_checkpoint', 'checkpoint_info', 'load_checkpoint', 'EpochCheckpoint', 'fit_one_cycle_from',
+           'resume_from_checkpoint', 'EpochLog', 'cpu_bf16_supported', 'CPUMixedPrecision', 'check_precision',
+           'resolve_precision', 'precision_callbacks', 'training_callbacks']
 
 # %% ../nbs/04_callbacks.ipynb #d03a25ef
 class _WeightLog(Metric):
@@ -72,29 +73,58 @@ class DeepSupervision(Callback):
         self.learn.loss = self.learn.loss_grad.clone()
 
 # %% ../nbs/04_callbacks.ipynb #ce883e2d
+class SaveError(OSError):
+    "A file could not be written; `msg` names it and says why (disk full, read-only folder, ...)."
+    def __init__(self, path, err:OSError):
+        why = {errno.ENOSPC: 'the disk is full', errno.EROFS: 'the file system is read-only',
+               errno.EACCES: 'permission denied', errno.EDQUOT: 'the disk quota is exceeded'}.get(err.errno, err.strerror or str(err))
+        self.path, self.errno, self.msg = Path(path), err.errno, f"{path}: could not be written: {why}"
+        super().__init__(self.msg)                      # one argument: fastai's callback wrapper keeps it readable
+
 def atomic_write(path, write):
     "Call `write(tmp_path)`, then rename the temporary file onto `path`: readers see the old file or the new, never half."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
+    path = Path(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
         write(tmp)
         umask = os.umask(0); os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
+    except OSError as e:
+        if isinstance(e, SaveError): raise
+        raise SaveError(path, e) from e
     finally:
-        if os.path.exists(tmp): os.remove(tmp)
+        if tmp and os.path.exists(tmp): os.remove(tmp)
     return path
+
+def remove_stale_temps(folder) -> list:
+    "Delete the temporary files `atomic_write` leaves behind when a process is killed mid-write (`.<name>.<random>.tmp`); returns them."
+    folder = Path(folder)
+    if not folder.is_dir(): return []
+    stale = [p for p in folder.glob('.*.tmp') if p.is_file()]
+    for p in stale: p.unlink(missing_ok=True)
+    return stale
 
 def save_weights(model, path):
     "The model's state_dict as safetensors at `path` (atomically)."
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     return atomic_write(path, lambda tmp: save_file(state, tmp))
 
-def load_weights(model, path, strict:bool=True):
-    "Load a safetensors state_dict into `model`; a missing or mismatched file raises naming it."
+def read_safetensors(path) -> dict:
+    "The tensors of a safetensors file; a missing, empty, truncated or foreign file raises a one-line error that names it."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: weights file does not exist")
-    try: model.load_state_dict(load_file(str(path)), strict=strict)
+    try: return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file (empty, truncated or another format: {str(e)[:200]})") from None
+
+def load_weights(model, path, strict:bool=True):
+    "Load a safetensors state_dict into `model`; a missing, unreadable or mismatched file raises naming it."
+    path = Path(path)
+    state = read_safetensors(path)
+    try: model.load_state_dict(state, strict=strict)
     except RuntimeError as e: raise ValueError(f"{path}: weights do not fit this model: {str(e)[:500]}") from e
     return model
 
@@ -113,16 +143,80 @@ class KeepBest(TrackerCallback):
         if self.path.exists(): load_weights(self.learn.model, self.path)
 
 # %% ../nbs/04_callbacks.ipynb #2712232d
+CHECKPOINT_FORMAT = 'bts_nb.checkpoint/1'
+
+def _plain(v):
+    "A JSON-able copy of an optimiser hyper-parameter or flag (numpy and 0-d tensors become numbers)."
+    if isinstance(v, (bool, int, float, str)) or v is None: return v
+    if isinstance(v, (list, tuple)): return [_plain(x) for x in v]
+    if isinstance(v, (np.generic, np.ndarray, torch.Tensor)) and np.size(v) == 1: return np.asarray(v).item()
+    raise TypeError(f"cannot store {type(v).__name__} in a checkpoint's metadata")
+
+def save_checkpoint(path, model, opt, epochs_done:int, train_seconds:float=0.0):
+    "Model and fastai optimiser state, epochs done and training seconds, as one safetensors file (no pickle)."
+    tensors = {f'model/{k}': v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    state = opt.state_dict() if opt is not None else {'state': [], 'hypers': []}
+    extras = []
+    for i, s in enumerate(state['state']):
+        extra = {}
+        for k, v in s.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f'opt/{i}/{k}'] = v.detach().cpu().clone().contiguous()
+            else: extra[k] = _plain(v)
+        extras.append(extra)
+    meta = dict(format=CHECKPOINT_FORMAT, epochs_done=int(epochs_done), train_seconds=float(train_seconds),
+                n_opt_state=len(state['state']), opt_extra=extras, hypers=[{k: _plain(v) for k, v in h.items()} for h in state['hypers']])
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={'bts_nb': json.dumps(meta)}))
+
+def checkpoint_info(path) -> dict:
+    "The metadata of a checkpoint (epochs_done, train_seconds, ...) without loading its tensors."
+    path = Path(path)
+    if path.suffix == '.pth': _legacy(path)
+    try:
+        with safe_open(str(path), 'pt') as f: meta = json.loads((f.metadata() or {}).get('bts_nb', '{}'))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable checkpoint (empty, truncated or another format: {str(e)[:200]})") from None
+    if meta.get('format') != CHECKPOINT_FORMAT: raise ValueError(f"{path}: not a bts_nb checkpoint (format {meta.get('format')!r})")
+    return meta
+
+def _legacy(path):
+    "A `checkpoint.pth` of an earlier bts_nb is a pickle: refused unread."
+    raise ValueError(f"{path}: refused: a pickle checkpoint (from an earlier bts_nb, or planted); unpickling can run code and bts_nb "
+                     f"loads only safetensors. The best weights so far are in model.safetensors beside it; to train again, "
+                     f"start the run anew with --overwrite")
+
+def load_checkpoint(path, model, opt) -> dict:
+    "Load a checkpoint from `save_checkpoint` (or a legacy `.pth`) into `model` and the fastai optimiser `opt`; returns its metadata."
+    path = Path(path)
+    if path.suffix == '.pth': _legacy(path)
+    meta, tensors = checkpoint_info(path), read_safetensors(path)
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith('model/')})
+        states = [dict(e) for e in meta['opt_extra']]
+        for k, v in tensors.items():
+            if k.startswith('opt/'):
+                _, i, name = k.split('/', 2); states[int(i)][name] = v
+        opt.load_state_dict({'state': states, 'hypers': meta['hypers']})
+    except (RuntimeError, AssertionError, KeyError, IndexError, ValueError) as e:
+        raise ValueError(f"{path}: this checkpoint does not fit the run's model and optimiser ({type(e).__name__}: {str(e)[:300]})") from None
+    return meta
+
 class EpochCheckpoint(Callback):
-    "After every epoch, atomically save model + optimiser state and the count of finished epochs to `path`."
+    "After every epoch, atomically save model + optimiser state, the count of finished epochs and the training seconds to `path`."
     order = 90
-    def __init__(self, path): self.path = Path(path)
+    def __init__(self, path, seconds_before:float=0.0):
+        self.path, self.seconds_before = Path(path), seconds_before
+        self.t0 = None
+    def before_fit(self):
+        import time
+        if self.t0 is None: self.t0 = time.time()        # a run of two fits (frozen, then unfrozen) counts from the first
+    @property
+    def seconds(self) -> float:
+        import time
+        return self.seconds_before + (time.time() - self.t0 if self.t0 else 0.0)
     def after_epoch(self):
         done = self.epoch + 1 + getattr(self.learn, 'epoch_offset', 0)
-        def write(tmp):
-            save_model(tmp, self.learn.model, self.learn.opt)
-            torch.save({'state': torch.load(tmp, weights_only=False), 'epochs_done': done}, tmp)
-        atomic_write(self.path, write)
+        save_checkpoint(self.path, self.learn.model, self.learn.opt, done, self.seconds)
 
 def _shifted(f, start): return lambda p: f(start + p * (1 - start))
 
@@ -141,11 +235,8 @@ def fit_one_cycle_from(learn, n_epoch:int, lr_max, start_epoch:int=0, cbs=None, 
 
 def resume_from_checkpoint(learn, path) -> int:
     "Load a checkpoint written by `EpochCheckpoint` into `learn`; return the number of finished epochs."
-    ckpt = torch.load(path, map_location='cpu', weights_only=False)
-    learn.model.load_state_dict(ckpt['state']['model'])
     if learn.opt is None: learn.create_opt()
-    learn.opt.load_state_dict(ckpt['state']['opt'])
-    return int(ckpt['epochs_done'])
+    return int(load_checkpoint(path, learn.model, learn.opt)['epochs_done'])
 
 # %% ../nbs/04_callbacks.ipynb #2bddaac4
 from fastai.callback.progress import CSVLogger
@@ -217,11 +308,11 @@ def precision_callbacks(precision:str='auto') -> list:
     return []
 
 # %% ../nbs/04_callbacks.ipynb #baa9b235
-def training_callbacks(run_dir, patience:int|None=None, clip:float|None=1.0, precision:str='auto') -> list:
-    "KeepBest + EpochCheckpoint in `run_dir`, and optionally early stopping, gradient clipping, mixed precision."
+def training_callbacks(run_dir, patience:int|None=None, clip:float|None=1.0, precision:str='auto', seconds_before:float=0.0) -> list:
+    "KeepBest + EpochCheckpoint in `run_dir` (the checkpoint counts on from `seconds_before`), and optionally early stopping, gradient clipping, mixed precision."
     from fastai.callback.training import GradientClip
     run_dir = Path(run_dir)
-    cbs = [KeepBest(run_dir/'model.safetensors'), EpochCheckpoint(run_dir/'checkpoint.pth')]
+    cbs = [KeepBest(run_dir/'model.safetensors'), EpochCheckpoint(run_dir/'checkpoint.safetensors', seconds_before)]
     if patience: cbs.append(EarlyStoppingCallback(monitor='dice', comp=np.greater, patience=patience))
     if clip: cbs.append(GradientClip(clip))
     return cbs + precision_callbacks(precision)

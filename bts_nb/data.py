@@ -200,7 +200,8 @@ def detect_layout(root) -> str:
     raise DataError(f"{root}: no known layout: expected images/ + masks/ folders, or LGG case folders (<case>/<case>_<k>.tif)")
 
 def read_pairs(root, layout:str='auto', verbose=True, **kwargs) -> pd.DataFrame:
-    "All (image, mask) pairs under `root`, in layout `layout` ('auto', 'figshare', 'lgg' or 'folders')."
+    "All (image, mask) pairs under `root` (`~` expanded), in layout `layout` ('auto', 'figshare', 'lgg' or 'folders')."
+    root = Path(root).expanduser()
     if layout == 'auto': layout = detect_layout(root)
     if layout not in LAYOUTS: raise DataError(f"unknown layout '{layout}'; choose one of {', '.join(LAYOUTS)} or 'auto'")
     df = LAYOUTS[layout](root, **kwargs)
@@ -399,6 +400,8 @@ def save_split(df:pd.DataFrame, path) -> Path:
 
 def load_split(path) -> pd.DataFrame:
     "Read a split saved by `save_split`, checking that its files are still there."
+    path = Path(path).expanduser()
+    if not path.is_file(): raise DataError(f"{path}: split file does not exist")
     df = pd.read_csv(path)
     if 'split' not in df or 'image' not in df: raise DataError(f"{path}: not a saved split (needs image, mask and split columns)")
     gone = [p for p in list(df['image']) + list(df['mask']) if not Path(p).exists()]
@@ -520,10 +523,10 @@ def default_channel(layout:str) -> int|None:
 def data_sources(data) -> list|None:
     "Dataset folders named by `data`: None, one folder, a list, or folders joined by commas ('a,b')."
     if data is None: return None
-    if isinstance(data, (list, tuple)): return [str(d) for d in data]
+    if isinstance(data, (list, tuple)): return [str(Path(d).expanduser()) for d in data]
     data = str(data)
-    if Path(data).exists() or ',' not in data: return [data]
-    return [d.strip() for d in data.split(',') if d.strip()]
+    if Path(data).expanduser().exists() or ',' not in data: return [str(Path(data).expanduser())]
+    return [str(Path(d.strip()).expanduser()) for d in data.split(',') if d.strip()]
 
 def split_source(source, layout:str='auto', valid_pct:float=0.2, test_pct:float=0.0, seed:int=42, n_blocks:int=20,
                  channel:int|None=None, verify:bool=True, verbose:bool=True) -> pd.DataFrame:

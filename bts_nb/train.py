@@ -13,17 +13,18 @@ from fastai.torch_core import set_seed
 from fastai.callback.progress import ProgressCallback
 from fastcore.script import call_parse, store_true
 import bts_nb
-from .data import seg_dataloaders, save_split, read_mask, image_size, AUG_LEVELS, DataError
+from .data import seg_dataloaders, save_split, read_mask, image_size, data_sources, AUG_LEVELS, DataError, _few
 from .models import seg_learner, build_model, ARCHS
 from .encoders import PACKAGED_ENCODERS, PretrainedUnavailable, weights_record
 from .losses import get_loss
 from .metrics import per_image_metrics, summarize_metrics
 from .visualize import plot_curves
 from .callbacks import (training_callbacks, check_precision, resolve_precision, boundary_ramp, resume_from_checkpoint, fit_one_cycle_from, EpochLog, KeepBest,
-                              load_weights, atomic_write)
+                              load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError)
 
 # %% auto #0
-__all__ = ['TrainConfig', 'train_speed', 'epochs_for_budget', 'predict_rows', 'evaluate_rows', 'model_card', 'train', 'bts_train']
+__all__ = ['RUN_FILES', 'TrainConfig', 'train_speed', 'epochs_for_budget', 'predict_rows', 'evaluate_rows', 'checkpoint_file',
+           'is_run_folder', 'run_state', 'check_out_folder', 'clear_run_folder', 'model_card', 'train', 'bts_train']
 
 # %% ../nbs/05_train.ipynb #13a71de4
 @dataclass
@@ -76,7 +77,11 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path):
-        d = yaml.safe_load(Path(path).read_text()) or {}
+        path = Path(path).expanduser()
+        if not path.is_file(): raise FileNotFoundError(f"{path}: config file does not exist")
+        try: d = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(d, dict): raise ValueError(f"{path}: a config is a mapping of TrainConfig keys, not a {type(d).__name__}")
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown: raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
         return cls(**d)
@@ -144,21 +149,69 @@ def evaluate_rows(learn, rows:pd.DataFrame, threshold:float=0.5) -> pd.DataFrame
     return tab
 
 # %% ../nbs/05_train.ipynb #f14b19e9
-def _check_out(out:Path, resume:bool, overwrite:bool):
+RUN_FILES = ('config.yaml', 'budget.json', 'split.csv', 'metrics.csv', 'model.safetensors', 'model_card.json', 'eval.json',
+             'per_image_valid.csv', 'per_image_test.csv', 'curves.png', 'checkpoint.safetensors', 'checkpoint.pth')
+
+def _inside(a, b) -> bool:
+    "Is the path `a` the path `b`, or inside it?"
+    a, b = Path(a).expanduser().resolve(), Path(b).expanduser().resolve()
+    return a == b or b in a.parents
+
+def checkpoint_file(out) -> Path|None:
+    "The run's checkpoint: `checkpoint.safetensors`, or the `checkpoint.pth` of an earlier bts_nb; None if there is none."
+    for name in ('checkpoint.safetensors', 'checkpoint.pth'):
+        if (Path(out)/name).is_file(): return Path(out)/name
+    return None
+
+def is_run_folder(out) -> bool:
+    "Does `out` hold a bts_train run: a config.yaml that reads as a `TrainConfig`, or a model card written by bts_nb?"
+    out = Path(out)
+    try:
+        d = yaml.safe_load((out/'config.yaml').read_text())
+        if isinstance(d, dict) and d and set(d) <= {f.name for f in dataclasses.fields(TrainConfig)}: return True
+    except (OSError, yaml.YAMLError): pass
+    try: return 'bts_nb_version' in json.loads((out/'model_card.json').read_text())
+    except (OSError, ValueError, TypeError): return False
+
+def run_state(out) -> str:
+    "In words: is the run in `out` finished, interrupted after some epochs, or stopped before its first epoch ended?"
+    out, ckpt = Path(out), checkpoint_file(out)
+    if ckpt is not None:
+        try: return f"interrupted after epoch {checkpoint_info(ckpt)['epochs_done']}: --resume continues it"
+        except ValueError: return f"interrupted, with an unreadable {ckpt.name}"
+    if (out/'model_card.json').exists(): return "finished"
+    return "stopped before its first epoch ended: nothing to resume"
+
+def check_out_folder(out, resume:bool=False, overwrite:bool=False, data=None) -> str:
+    "What `train` will do with `out`: 'new', 'resume' or 'overwrite'. Raises, and deletes nothing, when `out` must not be used."
+    out = Path(out)
+    for src in data_sources(data) or []:
+        if _inside(out, src) or _inside(src, out):
+            raise ValueError(f"{out}: the run folder must not be, contain or lie inside the dataset folder {src}; choose another --out")
+    if out.exists() and not out.is_dir(): raise FileExistsError(f"{out}: exists and is not a folder")
     if resume:
-        if not (out/'checkpoint.pth').exists():
-            done = (out/'model_card.json').exists()
-            raise FileNotFoundError(f"{out}: nothing to resume ({'the run is complete' if done else 'no checkpoint.pth'})")
-        return
-    if out.exists() and any(out.iterdir()):
-        if not overwrite: raise FileExistsError(f"{out}: already holds a run; choose another --out, --resume it, or pass --overwrite")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+        if checkpoint_file(out) is None:
+            raise FileNotFoundError(f"{out}: nothing to resume ({'the run is finished' if (out/'model_card.json').exists() else 'no checkpoint in it'})")
+        return 'resume'
+    if not out.exists() or not any(out.iterdir()): return 'new'
+    if not is_run_folder(out):
+        raise FileExistsError(f"{out}: is not empty and does not hold a bts_train run ({_few(sorted(p.name for p in out.iterdir()))}); "
+                              "bts_train writes only into a new or empty folder, or over its own runs: choose another --out")
+    if not overwrite: raise FileExistsError(f"{out}: already holds a run ({run_state(out)}); choose another --out, or pass --overwrite to replace it")
+    return 'overwrite'
+
+def clear_run_folder(out) -> list:
+    "Delete the files a run writes (`RUN_FILES`) and stale temporary files from `out`; return the names of other entries, which stay."
+    out = Path(out)
+    for name in RUN_FILES: (out/name).unlink(missing_ok=True)
+    remove_stale_temps(out)
+    return sorted(p.name for p in out.iterdir()) if out.is_dir() else []
 
 class _Terminated(KeyboardInterrupt): "SIGTERM, turned into the same path as Ctrl-C."
 
 def _on_sigterm(signum, frame): raise _Terminated()
 
+# %% ../nbs/05_train.ipynb #d0569e5e
 def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_epoch:int, epochs_trained:int, budget:dict|None=None) -> dict:
     "What a user (or `bts_predict`) needs to know to use the weights correctly."
     return dict(bts_nb_version=bts_nb.__version__, arch=cfg.arch, arch_kw=cfg.arch_kw, n_in=1, size=cfg.size,
@@ -209,25 +262,44 @@ def _fit(learn, cfg:TrainConfig, start:int, cbs:list, log_path, resume:bool):
 # %% ../nbs/05_train.ipynb #16a7ab63
 def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose:bool=True) -> dict:
     "Train `cfg` into the folder `out` (see the table above); returns the evaluation summaries."
-    out = Path(out).resolve()
-    _check_out(out, resume, overwrite)
-    if resume: cfg = TrainConfig.from_yaml(out/'config.yaml')
+    out = Path(out).expanduser().resolve()
+    if resume:
+        check_out_folder(out, resume=True)
+        cfg = TrainConfig.from_yaml(out/'config.yaml')
     cfg.check()
+    mode = check_out_folder(out, resume, overwrite, cfg.data)
     set_seed(cfg.seed, reproducible=True)
     split = out/'split.csv' if resume else cfg.split
     dls = seg_dataloaders(cfg.data, cfg.layout, size=cfg.size, bs=cfg.bs, aug=cfg.aug, valid_pct=cfg.valid_pct,
                           test_pct=cfg.test_pct, seed=cfg.seed, channel=cfg.channel, split=split, verbose=verbose,
                           num_workers=cfg.loader_workers())
-    learn = seg_learner(dls, cfg.arch, cfg.loss, pretrained=cfg.pretrained, threshold=cfg.threshold, wd=cfg.wd, **cfg.arch_kw)   # before any file is written: missing weights fail here
+    learn = seg_learner(dls, cfg.arch, cfg.loss, pretrained=cfg.pretrained, threshold=cfg.threshold, wd=cfg.wd, **cfg.arch_kw)   # missing weights fail here
+    # Everything is checked: only now is the folder touched.
+    if mode == 'overwrite':
+        kept = clear_run_folder(out)
+        if kept and verbose: print(f"{out}: replaced the previous run; kept what bts_train did not write: {_few(kept)}")
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+    try: return _train_in(cfg, out, dls, learn, resume, mode, verbose)
+    except SaveError as e:
+        ckpt = checkpoint_file(out)
+        done = checkpoint_info(ckpt)['epochs_done'] if ckpt else 0
+        e.msg = f"{e.msg}; epochs 1–{done} of {cfg.epochs} are saved in {out}: make room, then continue with --resume" if done else e.msg
+        raise
+
+def _train_in(cfg, out, dls, learn, resume, mode, verbose):
     budget = _fit_budget(cfg, dls, out, verbose) if (cfg.budget_min and not resume) else None
     if budget: cfg = dataclasses.replace(cfg, epochs=budget['budget_epochs'], budget_min=None)   # config.yaml: what ran
     if not resume: cfg.to_yaml(out/'config.yaml'); atomic_write(out/'split.csv', lambda tmp: save_split(dls.pairs, tmp))
-    cbs = training_callbacks(out, patience=cfg.patience, precision=cfg.precision)
+    start, seconds_before = 0, 0.0
+    if resume:
+        ckpt = checkpoint_file(out)
+        seconds_before = checkpoint_info(ckpt).get('train_seconds', 0.0)
+    cbs = training_callbacks(out, patience=cfg.patience, precision=cfg.precision, seconds_before=seconds_before)
     if cfg.boundary_ramp: cbs.append(boundary_ramp(cfg.boundary_ramp))
     if not sys.stdout.isatty(): _plain_log(learn, cfg.epochs)
-    start = 0
     if resume:
-        start = resume_from_checkpoint(learn, out/'checkpoint.pth')
+        start = resume_from_checkpoint(learn, ckpt)
         prev = pd.read_csv(out/'metrics.csv').iloc[:start]
         keep = next(c for c in cbs if isinstance(c, KeepBest)); keep.best = float(prev['dice'].max()); keep.reset_on_fit = False
         if verbose: print(f"resuming {out} after epoch {start} of {cfg.epochs} (best Dice so far {keep.best:.4f})")
@@ -235,11 +307,15 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
     t0 = time.time()
     try: _fit(learn, cfg, start, cbs, out/'metrics.csv', resume)
     except KeyboardInterrupt:
-        done = start
-        if (out/'checkpoint.pth').exists(): done = torch.load(out/'checkpoint.pth', weights_only=False)['epochs_done']
+        ckpt = checkpoint_file(out)
+        done = checkpoint_info(ckpt)['epochs_done'] if ckpt else 0
+        if done == 0 and mode != 'resume':
+            clear_run_folder(out)
+            if not any(out.iterdir()): out.rmdir()
+            raise KeyboardInterrupt(f"interrupted before the first epoch ended: nothing to keep, {out} cleared")
         raise KeyboardInterrupt(f"interrupted: epochs 1–{done} of {cfg.epochs} are saved in {out}; continue with --resume")
     finally: signal.signal(signal.SIGTERM, old)
-    seconds = time.time() - t0
+    seconds = seconds_before + time.time() - t0
     load_best = out/'model.safetensors'
     if load_best.exists(): load_weights(learn.model, load_best)
     summaries = {}
@@ -247,14 +323,15 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
         rows = dls.pairs[dls.pairs.split == side]
         if not len(rows): continue
         tab = evaluate_rows(learn, rows, cfg.threshold)
-        tab.to_csv(out/f'per_image_{side}.csv', index=False)
+        atomic_write(out/f'per_image_{side}.csv', lambda tmp: tab.to_csv(tmp, index=False))
         summaries[side] = summarize_metrics(tab)
     log = pd.read_csv(out/'metrics.csv')                  # every epoch, across resumes
     atomic_write(out/'eval.json', lambda tmp: Path(tmp).write_text(json.dumps(summaries, indent=2)))
     card = model_card(cfg, learn, summaries, dls, seconds, int(log['dice'].idxmax()), len(log), _read_budget(out))
     atomic_write(out/'model_card.json', lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2)))
     plot_curves(out/'metrics.csv', out/'curves.png')
-    (out/'checkpoint.pth').unlink(missing_ok=True)
+    for name in ('checkpoint.safetensors', 'checkpoint.pth'): (out/name).unlink(missing_ok=True)
+    remove_stale_temps(out)
     if verbose:
         v = summaries['valid']
         print(f"validation ({len(dls.pairs[dls.pairs.split == 'valid'])} images, no patient shared with training): "
@@ -301,7 +378,7 @@ def bts_train(
     if out is None: print("bts_train: --out is required (the run folder to create)", file=sys.stderr); sys.exit(2)
     try:
         if epochs is not None and budget_min is not None: raise ValueError("--epochs and --budget_min both given: choose one (the budget sets the epochs)")
-        cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
+        cfg = TrainConfig.from_yaml(config) if config else TrainConfig()   # `~` expanded there, and in --data, --split, --out
         given = dict(data=data, layout=layout, split=split, valid_pct=valid_pct, test_pct=test_pct, channel=channel, arch=arch,
                      pretrained=_parse_pretrained(pretrained), loss=loss, boundary_ramp=boundary_ramp, aug=aug, size=size,
                      epochs=epochs, budget_min=budget_min, bs=bs, lr=lr, wd=wd, patience=patience, threshold=threshold, seed=seed, precision=precision,
@@ -312,5 +389,7 @@ def bts_train(
         train(cfg, out, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt as e:
         print(f"\n{e}" if str(e) else "\ninterrupted", file=sys.stderr); sys.exit(130)
+    except SaveError as e:
+        print(f"bts_train: {e.msg}", file=sys.stderr); sys.exit(1)
     except (DataError, FileExistsError, FileNotFoundError, ValueError, PretrainedUnavailable) as e:
         print(f"bts_train: {e}", file=sys.stderr); sys.exit(2)

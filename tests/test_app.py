@@ -107,3 +107,26 @@ def test_bts_space_writes_a_space_folder(model, tmp_path):
     assert r.returncode == 2 and '--overwrite' in r.stderr
     r = subprocess.run([BIN/'bts_space', '--model', str(tmp_path), '--out', str(tmp_path/'x')], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and 'model.safetensors' in r.stderr
+    reqs = (out/'requirements.txt').read_text().split()
+    import torch
+    assert all('==' in q for q in reqs) and f"torch=={torch.__version__.split('+')[0]}" in reqs   # pinned to what ran here
+
+
+def test_bts_space_never_deletes_what_is_not_its_own(model, tmp_path):
+    _, exp = model
+    space = lambda *a: subprocess.run([BIN/'bts_space', '--model', str(exp), *map(str, a)], capture_output=True, text=True, timeout=300)
+    thesis = tmp_path/'thesis'; thesis.mkdir(); (thesis/'thesis.tex').write_text('years of work')
+    r = space('--out', thesis, '--overwrite')
+    assert r.returncode == 2 and 'holds no Space written by bts_space' in r.stderr
+    assert [p.name for p in thesis.iterdir()] == ['thesis.tex']
+    for out in (exp, exp/'space', exp.parent):
+        before = sorted(p.name for p in exp.iterdir())
+        r = space('--out', out, '--overwrite')
+        assert r.returncode == 2 and 'must not be, contain or lie inside the model folder' in r.stderr, (out, r.stderr)
+        assert sorted(p.name for p in exp.iterdir()) == before
+    s = tmp_path/'space'
+    assert space('--out', s).returncode == 0
+    (s/'.git').mkdir(); (s/'.git'/'HEAD').write_text('ref: refs/heads/main')
+    r = space('--out', s, '--overwrite')
+    assert r.returncode == 0, r.stderr
+    assert (s/'.git'/'HEAD').exists() and (s/'app.py').exists()

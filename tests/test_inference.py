@@ -97,7 +97,7 @@ def test_refuses_to_overwrite_and_bad_models(trained, tmp_path):
     data, exp = trained
     assert predict_cli('--model', exp, '--input', data/'images'/'1.png', '--out', tmp_path/'o').returncode == 0
     r = predict_cli('--model', exp, '--input', data/'images'/'1.png', '--out', tmp_path/'o')
-    assert r.returncode == 2 and 'already holds' in r.stderr
+    assert r.returncode == 2 and 'already holds' in r.stderr and 'pass --overwrite' in r.stderr
     bad = tmp_path/'badexp'; bad.mkdir()
     (bad/'model.safetensors').write_bytes((exp/'model.safetensors').read_bytes())
     card = json.loads((exp/'model_card.json').read_text()); card['arch'] = 'unet'

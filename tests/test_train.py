@@ -30,7 +30,7 @@ def test_train_writes_experiment_folder(tiny_data, tmp_path):
     names = {p.name for p in out.iterdir()}
     assert {'config.yaml', 'split.csv', 'metrics.csv', 'model.safetensors', 'model_card.json', 'eval.json',
             'per_image_valid.csv', 'curves.png'} <= names
-    assert 'checkpoint.pth' not in names                     # removed once the run completed
+    assert 'checkpoint.safetensors' not in names             # removed once the run completed
     assert 'mean per-image Dice' in r.stdout and 'epoch 2/2' in r.stdout
     card = json.loads((out/'model_card.json').read_text())
     assert card['arch'] == 'smp_unet' and card['size'] == 64 and card['threshold'] == 0.5
@@ -48,7 +48,7 @@ def test_second_run_into_same_folder_refused(tiny_data, tmp_path):
     assert run_cli(*tiny_args(tiny_data, out, epochs=1)).returncode == 0
     before = (out/'model.safetensors').read_bytes()
     r = run_cli(*tiny_args(tiny_data, out, epochs=1))
-    assert r.returncode == 2 and 'already holds a run' in r.stderr
+    assert r.returncode == 2 and 'already holds a run (finished)' in r.stderr and '--overwrite' in r.stderr
     assert (out/'model.safetensors').read_bytes() == before
     r = run_cli(*tiny_args(tiny_data, out, epochs=1), '--overwrite', '--num_workers', 2)   # with loader worker processes
     assert r.returncode == 0, r.stderr[-2000:]
@@ -66,7 +66,7 @@ def test_bad_input_is_named(tmp_path):
     assert r.returncode == 2 and '--epochs and --budget_min both given' in r.stderr
     r = run_cli('--out', tmp_path/'run5', '--budget_min', 0)
     assert r.returncode == 2 and 'budget_min 0' in r.stderr
-    assert not (tmp_path/'run4').exists()
+    assert not any((tmp_path/f'run{i}').exists() for i in ('', 2, 3, 4, 5))     # a refused run leaves no folder
     assert run_cli().returncode == 2
 
 
@@ -90,7 +90,7 @@ def test_resume_after_sigterm_loses_nothing(tiny_data, tmp_path):
     log = out/'metrics.csv'
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 2 and (out/'checkpoint.pth').exists(): break
+        if log.exists() and len(log.read_text().splitlines()) >= 2 and (out/'checkpoint.safetensors').exists(): break
         time.sleep(0.2)
     assert p.poll() is None, "the run ended before it could be interrupted"
     p.send_signal(signal.SIGTERM)
@@ -98,21 +98,26 @@ def test_resume_after_sigterm_loses_nothing(tiny_data, tmp_path):
     assert p.returncode == 130, err[-2000:]
     assert 'continue with --resume' in err
     saved = pd.read_csv(log)
-    import torch
-    done = torch.load(out/'checkpoint.pth', weights_only=False)['epochs_done']
+    from bts_nb.callbacks import checkpoint_info
+    info = checkpoint_info(out/'checkpoint.safetensors')
+    done = info['epochs_done']
     # the log may be one epoch ahead of the checkpoint (killed between the two writes); that epoch is re-run
     assert 1 <= done < epochs and len(saved) in (done, done + 1)
     assert f'epochs 1–{done} of {epochs} are saved' in err
     assert (out/'model.safetensors').exists()
+    stale = out/'.checkpoint.safetensors.x1y2z3.tmp'; stale.write_bytes(b'\0' * 2**20)   # what a kill -9 mid-write leaves
     r = run_cli('--out', out, '--resume')
     assert r.returncode == 0, r.stderr[-2000:]
-    assert f'resuming' in r.stdout
+    assert f'resuming' in r.stdout and not stale.exists()
+    assert f'epoch {epochs}/{epochs}:' in r.stdout and f'epoch {epochs + 1}/' not in r.stdout   # numbered once, not offset twice
+    card = json.loads((out/'model_card.json').read_text())
+    assert card['train_minutes'] * 60 >= info['train_seconds'] - 1        # both sessions counted, not only the last
     final = pd.read_csv(log)
     assert len(final) == epochs and list(final.epoch) == list(range(epochs))       # one header, every epoch once
     pd.testing.assert_frame_equal(final.iloc[:done].drop(columns='time'), saved.iloc[:done].drop(columns='time'))
-    assert (out/'model_card.json').exists() and not (out/'checkpoint.pth').exists()
+    assert (out/'model_card.json').exists() and not (out/'checkpoint.safetensors').exists()
     r = run_cli('--out', out, '--resume')
-    assert r.returncode == 2 and 'the run is complete' in r.stderr
+    assert r.returncode == 2 and 'the run is finished' in r.stderr
 
 
 def lgg_like(dest, n_patients=4, n_slices=5, size=64):
