@@ -17,7 +17,7 @@ For each candidate (the CANDIDATES table below, overriding `TrainConfig`'s defau
 It prints a Markdown table. Run folders that already hold model_card.json are not retrained.
 These are measurements, not tests: wall-clock varies with what else the 2 cores are doing.
 """
-import argparse, json, os, subprocess, sys, time
+import argparse, json, subprocess, sys, time
 from pathlib import Path
 import pandas as pd
 
@@ -39,7 +39,7 @@ CANDIDATES = {
     'r160_e24':       dict(size=160, epochs=24),
     # the default with another seed, on the default's split.csv (--split): how far the seed alone moves the figures
     'default_seed1':  dict(seed=1),
-    # a decoder of half the width (1.4x faster at 192 px, 1.6x at 256 px on this CPU) buys full size or more epochs
+    # a decoder of half the width trains faster (its recorded probes: bench/results/figshare_half_budget45_fp32/budget.json) and buys full size or more epochs
     'half256_e12':    dict(size=256, epochs=12, arch_kw=dict(decoder_channels=[128, 64, 32, 16, 8])),
     'half192_e20':    dict(epochs=20, arch_kw=dict(decoder_channels=[128, 64, 32, 16, 8])),
     # archived baselines of the upstream project, re-expressed with bts_nb (archived_models/)

@@ -13,7 +13,7 @@ from scipy import ndimage
 from fastcore.script import call_parse, store_true
 from .data import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, _stems, _order_key
 from .models import build_model, check_arch_kw, ARCHS
-from .callbacks import load_weights, read_safetensors, atomic_write, SaveError
+from .callbacks import read_safetensors, atomic_write, SaveError
 from .metrics import image_metrics, mask_outline
 
 # %% auto #0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #ba89b788
 from __future__ import annotations
-import json, os, signal, shutil, sys, time, dataclasses
+import json, os, signal, sys, time, dataclasses
 import warnings; warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')  # fastai's imports, torch 2.14
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -340,10 +340,6 @@ def _train_in(cfg, out, dls, learn, resume, mode, verbose):
     return summaries
 
 # %% ../nbs/05_train.ipynb #4b87fe24
-_CLI_KEYS = ('data', 'layout', 'split', 'valid_pct', 'test_pct', 'channel', 'arch', 'pretrained', 'loss', 'boundary_ramp',
-             'aug', 'size', 'epochs', 'budget_min', 'bs', 'lr', 'wd', 'patience', 'threshold', 'seed', 'precision', 'num_workers',
-             'freeze_epochs', 'lr_mult')
-
 def _parse_pretrained(v):
     if v is None: return None
     return {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}.get(str(v).lower(), v)
@@ -375,14 +371,13 @@ def bts_train(
     overwrite:store_true=False,     # replace a finished run in --out
 ):
     "Train a brain-tumour segmenter and write an experiment folder."
+    options = dict(locals())
     if out is None: print("bts_train: --out is required (the run folder to create)", file=sys.stderr); sys.exit(2)
     try:
         if epochs is not None and budget_min is not None: raise ValueError("--epochs and --budget_min both given: choose one (the budget sets the epochs)")
         cfg = TrainConfig.from_yaml(config) if config else TrainConfig()   # `~` expanded there, and in --data, --split, --out
-        given = dict(data=data, layout=layout, split=split, valid_pct=valid_pct, test_pct=test_pct, channel=channel, arch=arch,
-                     pretrained=_parse_pretrained(pretrained), loss=loss, boundary_ramp=boundary_ramp, aug=aug, size=size,
-                     epochs=epochs, budget_min=budget_min, bs=bs, lr=lr, wd=wd, patience=patience, threshold=threshold, seed=seed, precision=precision,
-                     num_workers=num_workers, freeze_epochs=freeze_epochs, lr_mult=lr_mult)
+        given = {f.name: options[f.name] for f in dataclasses.fields(TrainConfig) if f.name in options}   # the signature is the one list
+        given['pretrained'] = _parse_pretrained(pretrained)
         cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
         if encoder is not None: cfg = dataclasses.replace(cfg, arch_kw={**cfg.arch_kw, 'encoder': encoder})
         if resume and (encoder is not None or any(v is not None for v in given.values())): print("--resume continues the saved config.yaml; other options are ignored")

@@ -12,6 +12,13 @@ needs_figshare = pytest.mark.skipif(not (FIGSHARE/'images').is_dir(), reason=f"F
 needs_lgg = pytest.mark.skipif(not LGG.is_dir(), reason=f"LGG data not found at {LGG}")
 
 
+def pytest_configure(config):
+    "CI has the real data: there (BTS_NB_REQUIRE_DATA=1) its absence is an error, not a reason to skip the tests that need it."
+    missing = [str(p) for p in (FIGSHARE/'images', LGG) if not p.is_dir()]
+    if os.environ.get('BTS_NB_REQUIRE_DATA') == '1' and missing:
+        raise pytest.UsageError(f"BTS_NB_REQUIRE_DATA=1 but the real data is missing: {', '.join(missing)}")
+
+
 @pytest.fixture(autouse=True)
 def _cache(tmp_path_factory, monkeypatch):
     "Keep generated data out of the user's home during tests, shared across one session."
@@ -36,3 +43,16 @@ def kaggle_dir(tmp_path):
     "A tiny valid Kaggle/Figshare-layout folder with 12 numbered pairs."
     for n in range(1, 13): write_pair(tmp_path, str(n))
     return tmp_path
+
+
+@pytest.fixture(scope='session')
+def learned(tmp_path_factory):
+    """Phantoms and a small model that really segments them, trained once per test session (about 1.5 min on 2 cores).
+    Tests that compare two paths to the same masks use it, so that they compare tumours, not empty masks;
+    `test_train.py::test_small_model_really_learns` holds it to a Dice floor."""
+    from bts_nb.data import make_synthetic
+    from bts_nb.train import TrainConfig, train
+    base = tmp_path_factory.mktemp('learned')
+    data = make_synthetic(base/'syn', n_patients=16, n_slices=8, size=64)
+    train(TrainConfig(data=str(data), arch='smp_unet', size=64, epochs=20, lr=5e-3, valid_pct=0.25), base/'exp', verbose=False)
+    return data, base/'exp'

@@ -8,18 +8,14 @@ import pytest
 from PIL import Image
 from browser import ARTIFACTS, browser, free_port, needs_chromium
 
-from bts_nb.data import make_synthetic
-from bts_nb.train import TrainConfig, train
 
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope='module')
-def model(tmp_path_factory):
-    base = tmp_path_factory.mktemp('app')
-    data = make_synthetic(base/'syn', n_patients=6, n_slices=6, size=64)
-    train(TrainConfig(data=str(data), arch='smp_unet', size=64, epochs=2, valid_pct=0.25), base/'exp', verbose=False)
-    return data, base/'exp'
+def model(learned):
+    "The session's small model that learned (conftest)."
+    return learned
 
 
 @pytest.fixture(scope='module')
@@ -88,6 +84,9 @@ def test_concurrent_requests_and_size_limit(model, server, tmp_path):
     assert all('Tumour area' in r[3] for r in results)
     masks = [np.array(Image.open(r[2])) for r in results]
     assert all(m.shape == (64, 64) for m in masks)
+    truth = [np.array(Image.open(data/'masks'/f.name)) > 0 for f in files]
+    from bts_nb.metrics import dice_score
+    assert np.mean([dice_score(m > 0, t) for m, t in zip(masks, truth) if t.any()]) > 0.5   # the app serves the model's real masks
     # over the server's size limit (1 MB here): refused before or by the app, never processed
     big = tmp_path/'big.tif'
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (1100, 1100), dtype=np.uint8)).save(big)

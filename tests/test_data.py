@@ -6,8 +6,7 @@ from PIL import Image
 import tifffile
 
 from bts_nb.data import (DataError, read_pairs, verify_pairs, split_pairs, shared_groups, seg_dataloaders,
-                         save_split, load_split, figshare_pairs, lgg_pairs, folder_pairs, make_synthetic, synthetic_root,
-                         multi_source_split)
+                         save_split, load_split, figshare_pairs, lgg_pairs, folder_pairs, make_synthetic, multi_source_split)
 from conftest import FIGSHARE, LGG, needs_figshare, needs_lgg, write_pair
 
 

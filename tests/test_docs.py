@@ -1,5 +1,5 @@
 """The documentation site: built from the notebooks with `bts_docs`, served on 127.0.0.1, read in headless Chromium."""
-import re, subprocess, sys
+import subprocess, sys
 from pathlib import Path
 from urllib.parse import urljoin
 import pytest

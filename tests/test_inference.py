@@ -8,20 +8,15 @@ import pytest
 import tifffile
 from PIL import Image
 
-from bts_nb.data import make_synthetic
-from bts_nb.train import TrainConfig, train
-from bts_nb.inference import Segmenter, find_inputs, predict_files, postprocess
+from bts_nb.inference import postprocess
 
 BTS_PREDICT = str(Path(sys.executable).parent/'bts_predict')
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    base = tmp_path_factory.mktemp('inf')
-    data = make_synthetic(base/'syn', n_patients=6, n_slices=6, size=64)
-    exp = base/'exp'
-    train(TrainConfig(data=str(data), arch='smp_unet', size=64, epochs=2, valid_pct=0.25), exp, verbose=False)
-    return data, exp
+def trained(learned):
+    "The session's small model that learned (conftest): 128 phantom slices at 64 px."
+    return learned
 
 
 def predict_cli(*args):
@@ -33,11 +28,13 @@ def test_dice_matches_training_evaluation(trained, tmp_path):
     r = predict_cli('--model', exp, '--input', data, '--out', tmp_path/'pred')
     assert r.returncode == 0, r.stderr[-2000:]
     pred = pd.read_csv(tmp_path/'pred'/'predictions.csv')
-    assert len(pred) == 36 and (pred.status == 'ok').all() and pred.has_truth.all()
+    assert len(pred) == 128 and (pred.status == 'ok').all() and pred.has_truth.all()
     ev = pd.read_csv(exp/'per_image_valid.csv')
     both = ev.merge(pred, left_on='image', right_on='file', suffixes=('_train', '_predict'))
     assert len(both) == len(ev) > 0
+    assert (both.dice_train > 0.5).sum() >= len(both) // 2          # tumours were found: the comparison is not of empty masks
     assert np.abs(both.dice_train - both.dice_predict).max() < 1e-3
+    assert np.abs(both.hd95_train - both.hd95_predict).max() < 1e-3
     assert 'mean Dice' in r.stdout
 
 
@@ -120,14 +117,17 @@ def test_torchscript_export_gives_the_same_masks(trained, tmp_path):
     from bts_nb.inference import export_torchscript, preprocess, read_input
     data, exp = trained
     ts = torch.jit.load(str(export_torchscript(exp, tmp_path/'m.pt')))
-    files = [data/'images'/f'{n}.png' for n in range(1, 9)]
+    files = [data/'images'/f'{n}.png' for n in range(1, 33)]
     assert predict_cli('--model', exp, '--input', data/'images', '--out', tmp_path/'pred').returncode == 0
+    marked = 0
     for f in files:
         img = read_input(f)
         with torch.no_grad(): prob = torch.sigmoid(ts(preprocess(img, 64)))
         prob = F.interpolate(prob, size=img.shape, mode='bilinear', align_corners=False)[0, 0].numpy()
         expected = np.asarray(Image.open(tmp_path/'pred'/f'{f.stem}_mask.png')) > 0
         assert np.array_equal(prob > 0.5, expected), f
+        marked += expected.any()
+    assert marked >= 8                                                  # masks with tumour in them, not only empty ones
 
 
 def test_bts_evaluate_dataset_and_saved_split(trained, tmp_path):
@@ -136,7 +136,7 @@ def test_bts_evaluate_dataset_and_saved_split(trained, tmp_path):
     r = subprocess.run([cli, '--model', exp, '--data', data, '--out', tmp_path/'ev'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads((tmp_path/'ev'/'summary.json').read_text())
-    assert info['summary']['n_images'] == 36 and len(pd.read_csv(tmp_path/'ev'/'per_image.csv')) == 36
+    assert info['summary']['n_images'] == 128 and len(pd.read_csv(tmp_path/'ev'/'per_image.csv')) == 128
     sweep = pd.DataFrame(info['area_sweep'])
     assert list(sweep.min_area_px) == [0, 10, 25, 50, 100, 200]
     fp = sweep.fp_slice_rate.dropna()
@@ -150,3 +150,18 @@ def test_bts_evaluate_dataset_and_saved_split(trained, tmp_path):
     r = subprocess.run([cli, '--model', exp, '--data', data, '--split', exp/'split.csv', '--out', tmp_path/'ev3'],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and 'one of --data or --split' in r.stderr
+
+
+def test_bts_figures_writes_its_panels(trained, tmp_path):
+    data, exp = trained
+    assert predict_cli('--model', exp, '--input', data, '--out', tmp_path/'pred').returncode == 0
+    figs = str(Path(sys.executable).parent/'bts_figures')
+    r = subprocess.run([figs, '--model', exp, '--pred', tmp_path/'pred', '--out', tmp_path/'imgs', '--side', 'valid', '--k', 2],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name in ('worst_cases.png', 'best_cases.png', 'dice_histogram.png', 'training_curves.png'):
+        im = Image.open(tmp_path/'imgs'/name)
+        assert min(im.size) > 100 and np.asarray(im.convert('L')).std() > 5, name      # a real picture, not a blank canvas
+    r = subprocess.run([figs, '--model', exp, '--pred', tmp_path/'pred', '--out', tmp_path/'imgs2', '--side', 'test'],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "has no 'test' images" in r.stderr

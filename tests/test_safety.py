@@ -2,12 +2,9 @@
 or overwritten, an untrusted model card cannot exhaust the machine, and faults give one line that names the file."""
 import errno, json, os, pickle, subprocess, sys
 from pathlib import Path
-import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
-from PIL import Image
 
 from bts_nb.data import make_synthetic
 from bts_nb.train import TrainConfig, train
