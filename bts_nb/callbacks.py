@@ -5,18 +5,18 @@
 # %% ../nbs/04_callbacks.ipynb #592b69de
 from __future__ import annotations
 import errno, json, os, tempfile
-import warnings; warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')  # fastai's imports, torch 2.14
-# CSVLogger's own `append` flag: harmless, but fastai warns when the model (a DynamicUnet is an nn.Sequential) has an `append` too
-warnings.filterwarnings('ignore', message=r'You are shadowing an attribute \(append\)')
-from pathlib import Path
-import numpy as np, torch
-from fastai.callback.core import Callback
-from fastai.callback.tracker import TrackerCallback, EarlyStoppingCallback
-from fastai.callback.schedule import SchedLin, combined_cos, ParamScheduler
-from fastai.metrics import Metric
-from fastai.torch_core import to_float
-from safetensors import safe_open, SafetensorError
-from safetensors.torch import save_file, load_file
+import warnings
+with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
+    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+    from pathlib import Path
+    import numpy as np, torch
+    from fastai.callback.core import Callback
+    from fastai.callback.tracker import TrackerCallback, EarlyStoppingCallback
+    from fastai.callback.schedule import SchedLin, combined_cos, ParamScheduler
+    from fastai.metrics import Metric
+    from fastai.torch_core import to_float
+    from safetensors import safe_open, SafetensorError
+    from safetensors.torch import save_file, load_file
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'PRECISIONS', 'LossWeightSchedule', 'boundary_ramp', 'DeepSupervision', 'SaveError',
@@ -258,7 +258,7 @@ class EpochLog(CSVLogger):
             self.file = path.open('a')
             self.old_logger, self.learn.logger = self.logger, self._write_line
         else:
-            self.append = False
+            self.__dict__['append'] = False    # not setattr: fastai warns when a callback's attribute shadows the model's (a DynamicUnet has `append`)
             super().before_fit()
 
 # %% ../nbs/04_callbacks.ipynb #433065e9

@@ -4,16 +4,18 @@
 
 # %% ../nbs/00_data.ipynb #67ebcd85
 from __future__ import annotations
-import re, shutil, tempfile, os, warnings
-warnings.filterwarnings('ignore', message='.*torch.jit.script.*is deprecated')  # raised by fastai's imports on torch 2.14
-from pathlib import Path
-import numpy as np, pandas as pd
-from PIL import Image
-import tifffile
-import albumentations as A, cv2
-from fastcore.all import L
-from fastai.vision.all import (DataBlock, ImageBlock, PILImageBW, PILMask, ItemTransform, Transform,
-                               TensorImage, Resize, ResizeMethod)
+import re, shutil, tempfile, os
+import warnings
+with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
+    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+    from pathlib import Path
+    import numpy as np, pandas as pd
+    from PIL import Image
+    import tifffile
+    import albumentations as A, cv2
+    from fastcore.all import L
+    from fastai.vision.all import (DataBlock, ImageBlock, PILImageBW, PILMask, ItemTransform, Transform,
+                                   TensorImage, Resize, ResizeMethod)
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'LAYOUTS', 'CODES', 'TUMOUR_CMAP', 'AUG_LEVELS', 'DataError', 'slice_array', 'read_slice', 'to_uint8',

@@ -5,16 +5,18 @@
 # %% ../nbs/06_inference.ipynb #9fa1adcc
 from __future__ import annotations
 import json, sys
-import warnings; warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')  # fastai's imports, torch 2.14
-from pathlib import Path
-import numpy as np, pandas as pd, torch, torch.nn.functional as F
-from PIL import Image
-from scipy import ndimage
-from fastcore.script import call_parse, store_true
-from .data import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, _stems, _order_key
-from .models import build_model, check_arch_kw, ARCHS
-from .callbacks import read_safetensors, atomic_write, SaveError
-from .metrics import image_metrics, mask_outline
+import warnings
+with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
+    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+    from pathlib import Path
+    import numpy as np, pandas as pd, torch, torch.nn.functional as F
+    from PIL import Image
+    from scipy import ndimage
+    from fastcore.script import call_parse, store_true
+    from bts_nb.data import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, _stems, _order_key
+    from bts_nb.models import build_model, check_arch_kw, ARCHS
+    from bts_nb.callbacks import read_safetensors, atomic_write, SaveError
+    from bts_nb.metrics import image_metrics, mask_outline
 
 # %% auto #0
 __all__ = ['CARD_KEYS', 'MAX_SIZE', 'CSV_COLUMNS', 'OUTPUT_SUFFIXES', 'check_card', 'read_card', 'load_model', 'preprocess',

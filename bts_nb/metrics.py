@@ -4,10 +4,12 @@
 
 # %% ../nbs/02_metrics.ipynb #66154a08
 from __future__ import annotations
-import warnings; warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')  # fastai's imports, torch 2.14
-import numpy as np, pandas as pd, torch
-from scipy import ndimage
-from fastai.metrics import Metric
+import warnings
+with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
+    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+    import numpy as np, pandas as pd, torch
+    from scipy import ndimage
+    from fastai.metrics import Metric
 
 # %% auto #0
 __all__ = ['dice_score', 'iou_score', 'precision_score', 'recall_score', 'mask_outline', 'surface_distances', 'hausdorff', 'hd95',

@@ -5,14 +5,16 @@
 # %% ../nbs/03_models.ipynb #2eaa364e
 from __future__ import annotations
 import importlib, inspect, socket, threading
-import warnings; warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')  # fastai's imports, torch 2.14
-from pathlib import Path
-import torch, torch.nn as nn, torch.nn.functional as F
-from fastai.vision.all import DynamicUnet, create_body, Learner, resnet18, resnet34
-from fastai.torch_core import params
-from .encoders import PACKAGED_ENCODERS, PretrainedUnavailable, timm_body, timm_encoder
-from .losses import get_loss
-from .metrics import seg_metrics
+import warnings
+with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
+    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+    from pathlib import Path
+    import torch, torch.nn as nn, torch.nn.functional as F
+    from fastai.vision.all import DynamicUnet, create_body, Learner, resnet18, resnet34
+    from fastai.torch_core import params
+    from bts_nb.encoders import PACKAGED_ENCODERS, PretrainedUnavailable, timm_body, timm_encoder
+    from bts_nb.losses import get_loss
+    from bts_nb.metrics import seg_metrics
 
 # %% auto #0
 __all__ = ['ARCHS', 'register_arch', 'arch_options', 'check_arch_kw', 'build_model', 'torchvision_encoder', 'dynamic_unet',

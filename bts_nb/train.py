@@ -5,22 +5,24 @@
 # %% ../nbs/05_train.ipynb #ba89b788
 from __future__ import annotations
 import json, os, signal, sys, time, dataclasses
-import warnings; warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')  # fastai's imports, torch 2.14
-from dataclasses import dataclass, field, asdict
-from pathlib import Path
-import numpy as np, pandas as pd, torch, torch.nn.functional as F, yaml
-from fastai.torch_core import set_seed
-from fastai.callback.progress import ProgressCallback
-from fastcore.script import call_parse, store_true
-import bts_nb
-from .data import seg_dataloaders, save_split, read_mask, image_size, data_sources, AUG_LEVELS, DataError, _few
-from .models import seg_learner, build_model, ARCHS
-from .encoders import PACKAGED_ENCODERS, PretrainedUnavailable, weights_record
-from .losses import get_loss
-from .metrics import per_image_metrics, summarize_metrics
-from .visualize import plot_curves
-from .callbacks import (training_callbacks, check_precision, resolve_precision, boundary_ramp, resume_from_checkpoint, fit_one_cycle_from, EpochLog, KeepBest,
-                              load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError)
+import warnings
+with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
+    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+    from dataclasses import dataclass, field, asdict
+    from pathlib import Path
+    import numpy as np, pandas as pd, torch, torch.nn.functional as F, yaml
+    from fastai.torch_core import set_seed
+    from fastai.callback.progress import ProgressCallback
+    from fastcore.script import call_parse, store_true
+    import bts_nb
+    from bts_nb.data import seg_dataloaders, save_split, read_mask, image_size, data_sources, AUG_LEVELS, DataError, _few
+    from bts_nb.models import seg_learner, build_model, ARCHS
+    from bts_nb.encoders import PACKAGED_ENCODERS, PretrainedUnavailable, weights_record
+    from bts_nb.losses import get_loss
+    from bts_nb.metrics import per_image_metrics, summarize_metrics
+    from bts_nb.visualize import plot_curves
+    from bts_nb.callbacks import (training_callbacks, check_precision, resolve_precision, boundary_ramp, resume_from_checkpoint, fit_one_cycle_from, EpochLog, KeepBest,
+                                  load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError)
 
 # %% auto #0
 __all__ = ['RUN_FILES', 'TrainConfig', 'train_speed', 'epochs_for_budget', 'predict_rows', 'evaluate_rows', 'checkpoint_file',

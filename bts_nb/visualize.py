@@ -4,14 +4,16 @@
 
 # %% ../nbs/07_visualize.ipynb #7955f98f
 from __future__ import annotations
-import warnings; warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')  # fastai's imports, torch 2.14
-from pathlib import Path
-import numpy as np, pandas as pd
-import matplotlib
-import matplotlib.pyplot as plt
-from fastcore.script import call_parse
-from .data import read_slice_u8, read_mask
-from .metrics import dice_score
+import warnings
+with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
+    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+    from pathlib import Path
+    import numpy as np, pandas as pd
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from fastcore.script import call_parse
+    from bts_nb.data import read_slice_u8, read_mask
+    from bts_nb.metrics import dice_score
 
 # %% auto #0
 __all__ = ['show_case', 'show_ranked', 'dice_histogram', 'plot_curves', 'bts_figures']

@@ -5,14 +5,16 @@
 # %% ../nbs/08_widgets.ipynb #61c46698
 from __future__ import annotations
 import io, tempfile
-import warnings; warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')  # fastai's imports, torch 2.14
-from pathlib import Path
-import numpy as np
-from PIL import Image
-import ipywidgets as W
-from .data import read_slice_u8, read_mask, DataError
-from .metrics import dice_score, hd95
-from .inference import Segmenter, overlay, postprocess
+import warnings
+with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
+    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+    from pathlib import Path
+    import numpy as np
+    from PIL import Image
+    import ipywidgets as W
+    from bts_nb.data import read_slice_u8, read_mask, DataError
+    from bts_nb.metrics import dice_score, hd95
+    from bts_nb.inference import Segmenter, overlay, postprocess
 
 # %% auto #0
 __all__ = ['FP_COLOUR', 'FN_COLOUR', 'render_case', 'png_bytes', 'PredictionExplorer', 'UploadSegmenter']
