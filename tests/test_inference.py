@@ -156,12 +156,12 @@ def test_bts_figures_writes_its_panels(trained, tmp_path):
     data, exp = trained
     assert predict_cli('--model', exp, '--input', data, '--out', tmp_path/'pred').returncode == 0
     figs = str(Path(sys.executable).parent/'bts_figures')
-    r = subprocess.run([figs, '--model', exp, '--pred', tmp_path/'pred', '--out', tmp_path/'imgs', '--side', 'valid', '--k', 2],
+    r = subprocess.run([figs, '--model', str(exp), '--pred', str(tmp_path/'pred'), '--out', str(tmp_path/'imgs'), '--side', 'valid', '--k', '2'],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     for name in ('worst_cases.png', 'best_cases.png', 'dice_histogram.png', 'training_curves.png'):
         im = Image.open(tmp_path/'imgs'/name)
         assert min(im.size) > 100 and np.asarray(im.convert('L')).std() > 5, name      # a real picture, not a blank canvas
-    r = subprocess.run([figs, '--model', exp, '--pred', tmp_path/'pred', '--out', tmp_path/'imgs2', '--side', 'test'],
+    r = subprocess.run([figs, '--model', str(exp), '--pred', str(tmp_path/'pred'), '--out', str(tmp_path/'imgs2'), '--side', 'test'],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "has no 'test' images" in r.stderr
