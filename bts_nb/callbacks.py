@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_callbacks.ipynb #592b69de
 from __future__ import annotations
-import errno, json, os, tempfile
+import errno, json, os, tempfile, time
 import warnings
 with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
     warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
@@ -78,8 +78,9 @@ class SaveError(OSError):
     def __init__(self, path, err:OSError):
         why = {errno.ENOSPC: 'the disk is full', errno.EROFS: 'the file system is read-only',
                errno.EACCES: 'permission denied', errno.EDQUOT: 'the disk quota is exceeded'}.get(err.errno, err.strerror or str(err))
-        self.path, self.errno, self.msg = Path(path), err.errno, f"{path}: could not be written: {why}"
+        self.path, self.msg = Path(path), f"{path}: could not be written: {why}"
         super().__init__(self.msg)                      # one argument: fastai's callback wrapper keeps it readable
+        self.errno = err.errno                          # after OSError.__init__, which would reset it
 
 def atomic_write(path, write):
     "Call `write(tmp_path)`, then rename the temporary file onto `path`: readers see the old file or the new, never half."
@@ -208,11 +209,9 @@ class EpochCheckpoint(Callback):
         self.path, self.seconds_before = Path(path), seconds_before
         self.t0 = None
     def before_fit(self):
-        import time
         if self.t0 is None: self.t0 = time.time()        # a run of two fits (frozen, then unfrozen) counts from the first
     @property
     def seconds(self) -> float:
-        import time
         return self.seconds_before + (time.time() - self.t0 if self.t0 else 0.0)
     def after_epoch(self):
         done = self.epoch + 1 + getattr(self.learn, 'epoch_offset', 0)
