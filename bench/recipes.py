@@ -5,10 +5,11 @@
     python bench/recipes.py --collect runs/a runs/b ...      # tabulate finished run folders, train nothing
 
 For each candidate (the CANDIDATES table below, overriding `TrainConfig`'s defaults), the script
-1. sets the number of epochs that fits `--budget_min` of training, from a speed probe of that architecture, size and
-   precision on this machine (`bts_nb.train.train_speed`, the median of 5 steps, and `epochs_for_budget`, as
-   `bts_train --budget_min` does; unless the candidate fixes `epochs`, or the budget is not given). All probes run
-   first, back to back: run the script on an otherwise idle machine, or the probes undercount;
+1. passes `--budget_min` to `bts_train`, which sets the number of epochs that fits it from a speed probe of the
+   candidate's model, size and precision on this machine (`bts_nb.train.train_speed`, the median of 5 steps, and
+   `epochs_for_budget`; a pretrained run's frozen epochs are probed on their own) and records the choice in the run's
+   budget.json; unless the candidate fixes `epochs`, or the budget is not given. Run the script on an otherwise idle
+   machine, or the probes undercount;
 2. runs `bts_train` in a child process on the same split (`--split`, so every candidate sees the same held-out blocks),
    measuring its wall-clock and peak memory (the child's max RSS);
 3. scores the best checkpoint on the validation and held-out test blocks at the images' own 256 px (with `--post`,
@@ -24,24 +25,27 @@ import pandas as pd
 HERE = Path(__file__).parent
 RESULTS = HERE/'results'/'recipes.csv'
 
-# name -> TrainConfig overrides. 'default' is bts_train with no options.
+# name -> TrainConfig overrides. 'pretrained_default' is bts_train with no options. The rows from 'default' to 'half192_e20' are
+# the earlier default, a ResNet-18 `smp_unet` from random weights (R18), and ablations around it, under their recorded names.
+R18 = dict(arch='smp_unet', arch_kw={}, pretrained=False)
 CANDIDATES = {
-    'default':        {},
+    'pretrained_default': {},
+    'default':        dict(R18),
     # ablation around the default, at 128 px so that each fits a short budget: one factor changed at a time
-    'a128':           dict(size=128),
-    'a128_heavy_aug': dict(size=128, aug='heavy'),
-    'a128_no_aug':    dict(size=128, aug='none'),
-    'a128_focal_tversky': dict(size=128, loss='focal_tversky'),
-    'a128_dice_boundary': dict(size=128, loss='dice+boundary', boundary_ramp=1.0),
+    'a128':           dict(R18, size=128),
+    'a128_heavy_aug': dict(R18, size=128, aug='heavy'),
+    'a128_no_aug':    dict(R18, size=128, aug='none'),
+    'a128_focal_tversky': dict(R18, size=128, loss='focal_tversky'),
+    'a128_dice_boundary': dict(R18, size=128, loss='dice+boundary', boundary_ramp=1.0),
     'a128_plain_unet': dict(size=128, arch='unet'),
-    'a128_fp32':      dict(size=128, precision='fp32'),
+    'a128_fp32':      dict(R18, size=128, precision='fp32'),
     # the same 40 minutes spent on more epochs at a lower size
-    'r160_e24':       dict(size=160, epochs=24),
+    'r160_e24':       dict(R18, size=160, epochs=24),
     # the default with another seed, on the default's split.csv (--split): how far the seed alone moves the figures
-    'default_seed1':  dict(seed=1),
+    'default_seed1':  dict(R18, seed=1),
     # a decoder of half the width trains faster (its recorded probes: bench/results/figshare_half_budget45_fp32/budget.json) and buys full size or more epochs
-    'half256_e12':    dict(size=256, epochs=12, arch_kw=dict(decoder_channels=[128, 64, 32, 16, 8])),
-    'half192_e20':    dict(epochs=20, arch_kw=dict(decoder_channels=[128, 64, 32, 16, 8])),
+    'half256_e12':    dict(R18, size=256, epochs=12, arch_kw=dict(decoder_channels=[128, 64, 32, 16, 8])),
+    'half192_e20':    dict(R18, epochs=20, arch_kw=dict(decoder_channels=[128, 64, 32, 16, 8])),
     # archived baselines of the upstream project, re-expressed with bts_nb (archived_models/)
     'v0':             dict(size=128, arch='unet', loss='bce', aug='none'),
     'v1':             dict(size=128, arch='deeplabv3', loss='dice', aug='light'),
@@ -52,21 +56,18 @@ CANDIDATES = {
     'lite0_dyn':      dict(arch='dynamic_unet', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=True),
     'lite1_smp':      dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite1'), pretrained=True),
     'lite2_smp':      dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite2'), pretrained=True),
-    'lite0_smp_scratch': dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite0')),
+    'lite0_smp_scratch': dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=False),
 }
 
 
 def candidate_config(name, overrides, data, split, budget_min):
     "The TrainConfig of a candidate, its epochs set from a speed probe when a budget is given."
     import dataclasses
-    from bts_nb.train import TrainConfig, train_speed, epochs_for_budget
-    cfg = dataclasses.replace(TrainConfig(), data=str(data), split=str(split) if split else None, **overrides)
+    from bts_nb.train import TrainConfig
+    cfg = TrainConfig(data=str(data), split=str(split) if split else None, **overrides)   # each arch from its own recommended start
     if split is None: cfg = dataclasses.replace(cfg, valid_pct=0.15, test_pct=0.15)
-    if budget_min and 'epochs' not in overrides:
-        n_train = 1798 if split is None else int((pd.read_csv(split).split == 'train').sum())
-        speed = train_speed(cfg)
-        cfg = dataclasses.replace(cfg, epochs=epochs_for_budget(budget_min, n_train, speed))
-        print(f"{name}: probe {speed:.1f} img/s -> {cfg.epochs} epochs for {budget_min} min", flush=True)
+    if budget_min and 'epochs' not in overrides:     # bts_train probes this machine and records budget.json, as `--budget_min` does
+        cfg = dataclasses.replace(cfg, budget_min=budget_min)
     return cfg
 
 
@@ -159,7 +160,6 @@ if __name__ == '__main__':
     for run in a.collect: rows += score(run, None, posts=a.post or tuple(POSTS))
     unknown = [n for n in a.candidates if n not in CANDIDATES]
     if unknown: raise SystemExit(f"unknown candidate(s) {unknown}: choose from {', '.join(CANDIDATES)}")
-    # all speed probes first, back to back, before any training loads the machine
     todo = [n for n in a.candidates if not (Path(a.runs)/n/'model_card.json').exists()]
     configs = {n: candidate_config(n, CANDIDATES[n], a.data, a.split, a.budget_min) for n in todo}
     for name in a.candidates:

