@@ -58,17 +58,13 @@ def test_second_run_into_same_folder_refused(tiny_data, tmp_path):
     assert yaml.safe_load((out/'config.yaml').read_text())['num_workers'] == 2
 
 
-def test_arch_and_encoder_start_from_their_own_defaults(tmp_path):
+def test_arch_and_encoder_start_from_their_own_defaults(tmp_path, monkeypatch):
     "--arch without --encoder starts from that architecture's recommended start; --encoder without --pretrained is pretrained only with packaged weights."
-    from bts_nb.train import bts_train
     import bts_nb.train as t
     seen = []
-    orig = t.train
-    t.train = lambda cfg, out, **kw: seen.append(cfg)
-    try:
-        for args in (['--arch', 'unet'], ['--encoder', 'resnet18'], ['--arch', 'dynamic_unet'], ['--encoder', 'resnet18', '--pretrained', 'false']):
-            bts_train.__wrapped__(out=str(tmp_path/'x'), **{a.lstrip('-'): v for a, v in zip(args[::2], args[1::2])})
-    finally: t.train = orig
+    monkeypatch.setattr(t, 'train', lambda cfg, out, **kw: seen.append(cfg))
+    for args in (['--arch', 'unet'], ['--encoder', 'resnet18'], ['--arch', 'dynamic_unet'], ['--encoder', 'resnet18', '--pretrained', 'false']):
+        t.bts_train.__wrapped__(out=str(tmp_path/'x'), **{a.lstrip('-'): v for a, v in zip(args[::2], args[1::2])})
     assert [(c.arch, c.arch_kw, c.pretrained) for c in seen] == [
         ('unet', {}, False), ('smp_unet', {'encoder': 'resnet18'}, False),
         ('dynamic_unet', {'encoder': 'tf_efficientnet_lite0'}, True), ('smp_unet', {'encoder': 'resnet18'}, False)]
