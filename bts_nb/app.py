@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from fastcore.script import call_parse, store_true
-from .data import DataError, synthetic_root
+from .readers import DataError
+from .phantoms import synthetic_root
 from .inference import Segmenter, overlay, postprocess, read_input
 
 # %% auto #0

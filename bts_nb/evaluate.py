@@ -8,10 +8,12 @@ import json, sys
 from pathlib import Path
 import pandas as pd
 from fastcore.script import call_parse
-from .data import read_pairs, read_mask, default_channel, load_split, row_channel, DataError
+from .readers import read_pairs, read_mask, DataError
+from .splits import load_split
+from .data import default_channel, row_channel
 from .inference import Segmenter, read_input
 from .metrics import image_metrics, summarize_metrics
-from .callbacks import atomic_write
+from .serialize import atomic_write
 
 # %% auto #0
 __all__ = ['evaluate_dataset', 'area_sweep', 'bts_evaluate']

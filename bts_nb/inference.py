@@ -13,70 +13,13 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from PIL import Image
     from scipy import ndimage
     from fastcore.script import call_parse, store_true
-    from bts_nb.data import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, _stems, _order_key
-    from bts_nb.models import build_model, check_arch_kw, ARCHS
-    from bts_nb.callbacks import read_safetensors, atomic_write, SaveError
+    from bts_nb.readers import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, _stems, _order_key
+    from bts_nb.serialize import atomic_write, SaveError, load_model
     from bts_nb.metrics import image_metrics, mask_outline
 
 # %% auto #0
-__all__ = ['CARD_KEYS', 'MAX_SIZE', 'CSV_COLUMNS', 'OUTPUT_SUFFIXES', 'check_card', 'read_card', 'load_model', 'preprocess',
-           'postprocess', 'Segmenter', 'overlay', 'read_input', 'predict_files', 'find_inputs', 'export_torchscript',
-           'check_out_for_inputs', 'bts_predict']
-
-# %% ../nbs/06_inference.ipynb #06519463
-CARD_KEYS = ('arch', 'size', 'n_in', 'threshold')
-MAX_SIZE = 1024
-
-def _is_int(v): return isinstance(v, int) and not isinstance(v, bool)
-
-def _small_value(v) -> bool:
-    "A JSON value small enough for an architecture option: null, a boolean, a short string, a number up to 1024, a short list of those."
-    if v is None or isinstance(v, bool): return True
-    if isinstance(v, str): return len(v) <= 64
-    if isinstance(v, (int, float)): return abs(v) <= 1024
-    if isinstance(v, list): return len(v) <= 16 and all(_small_value(x) and not isinstance(x, list) for x in v)
-    return False
-
-def check_card(card, path='model_card.json') -> dict:
-    "`card` if it follows the schema above, else a ValueError that names `path`, the key and what is wrong."
-    if not isinstance(card, dict): raise ValueError(f"{path}: a model card is a JSON object, not a {type(card).__name__}")
-    missing = [k for k in CARD_KEYS if k not in card]
-    if missing: raise ValueError(f"{path}: model card lacks {', '.join(missing)}")
-    def bad(key, what): raise ValueError(f"{path}: '{key}' is {card[key]!r}; it must be {what}")
-    if not isinstance(card['arch'], str) or card['arch'] not in ARCHS: bad('arch', f"one of {', '.join(ARCHS)}")
-    if not _is_int(card['size']) or not 32 <= card['size'] <= MAX_SIZE or card['size'] % 32: bad('size', f"an integer multiple of 32 from 32 to {MAX_SIZE}")
-    if not _is_int(card['n_in']) or not 1 <= card['n_in'] <= 16: bad('n_in', 'an integer from 1 to 16')
-    if isinstance(card['threshold'], bool) or not isinstance(card['threshold'], (int, float)) or not 0 < card['threshold'] < 1:
-        bad('threshold', 'a number between 0 and 1')
-    if card.get('channel') is not None and (not _is_int(card['channel']) or not 0 <= card['channel'] <= 63): bad('channel', 'null or an integer from 0 to 63')
-    kw = card.get('arch_kw', {})
-    if kw is None: kw = card['arch_kw'] = {}
-    if not isinstance(kw, dict): bad('arch_kw', 'an object of architecture options')
-    try: check_arch_kw(card['arch'], kw)
-    except ValueError as e: raise ValueError(f"{path}: 'arch_kw': {e}") from None
-    big = [k for k, v in kw.items() if not _small_value(v)]
-    if big: raise ValueError(f"{path}: 'arch_kw' {big[0]!r} is {kw[big[0]]!r}; options take booleans, short strings, numbers up to 1024 or short lists of them")
-    return card
-
-def read_card(exp_dir) -> dict:
-    "The model card of an experiment folder, checked against the schema."
-    path = Path(exp_dir).expanduser()/'model_card.json'
-    if not path.exists(): raise FileNotFoundError(f"{path}: no model card (is {exp_dir} a bts_train run folder?)")
-    try: card = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
-    return check_card(card, path)
-
-def load_model(exp_dir, device='cpu'):
-    "Rebuild the model described by `exp_dir/model_card.json` and load `exp_dir/model.safetensors` into it."
-    exp_dir = Path(exp_dir).expanduser()
-    card = read_card(exp_dir)
-    state = read_safetensors(exp_dir/'model.safetensors')           # unreadable weights: one line naming the file
-    model = build_model(card['arch'], n_in=card['n_in'], size=card['size'], pretrained=False, **card.get('arch_kw', {}))
-    try: model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"{exp_dir/'model_card.json'} describes a {card['arch']} that does not match the weights in "
-                         f"{exp_dir/'model.safetensors'}: {str(e)[:300]}") from None
-    return model.to(device).eval(), card
+__all__ = ['CSV_COLUMNS', 'OUTPUT_SUFFIXES', 'preprocess', 'postprocess', 'Segmenter', 'overlay', 'read_input', 'predict_files',
+           'find_inputs', 'export_torchscript', 'check_out_for_inputs', 'bts_predict']
 
 # %% ../nbs/06_inference.ipynb #41ba4baa
 def preprocess(img_u8:np.ndarray, size:int) -> torch.Tensor:

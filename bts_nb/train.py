@@ -15,19 +15,23 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from fastai.callback.progress import ProgressCallback
     from fastcore.script import call_parse, store_true
     import bts_nb
-    from bts_nb.data import seg_dataloaders, save_split, read_mask, image_size, data_sources, AUG_LEVELS, DataError, _few
-    from bts_nb.models import seg_learner, build_model, encoder_splitter, ARCHS
+    from bts_nb.readers import read_mask, DataError, _few
+    from bts_nb.splits import save_split
+    from bts_nb.data import seg_dataloaders, image_size, data_sources, AUG_LEVELS
+    from bts_nb.models import build_model, ARCHS
+    from bts_nb.learner import seg_learner, encoder_splitter
     from bts_nb.encoders import PACKAGED_ENCODERS, PretrainedUnavailable, weights_record
     from bts_nb.losses import get_loss
     from bts_nb.metrics import per_image_metrics, summarize_metrics
-    from bts_nb.visualize import plot_curves
-    from bts_nb.callbacks import (training_callbacks, check_precision, resolve_precision, boundary_ramp, resume_from_checkpoint, fit_one_cycle_from, EpochLog, KeepBest,
-                                  load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError)
+    import matplotlib.pyplot as plt
+    from bts_nb.callbacks import (training_callbacks, check_precision, resolve_precision, boundary_ramp, resume_from_checkpoint, fit_one_cycle_from,
+                                  EpochLog, KeepBest)
+    from bts_nb.serialize import load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError, save_card
 
 # %% auto #0
 __all__ = ['RECOMMENDED_ARCH_KW', 'RUN_FILES', 'TrainConfig', 'train_speed', 'epochs_for_budget', 'predict_rows', 'evaluate_rows',
            'checkpoint_file', 'is_run_folder', 'run_state', 'check_out_folder', 'clear_run_folder', 'model_card',
-           'train', 'bts_train']
+           'plot_curves', 'train', 'bts_train']
 
 # %% ../nbs/05_train.ipynb #13a71de4
 RECOMMENDED_ARCH_KW = {'smp_unet': dict(encoder='tf_efficientnet_lite0'), 'dynamic_unet': dict(encoder='tf_efficientnet_lite0')}
@@ -251,6 +255,19 @@ def _encoder_weights(cfg) -> dict|None:
     if cfg.pretrained and cfg.pretrained is not True: return dict(file=str(cfg.pretrained))
     return None
 
+# %% ../nbs/05_train.ipynb #cc09e778
+def plot_curves(metrics_csv, dest=None):
+    "Losses and validation Dice per epoch from a run's metrics.csv; saved to `dest` if given."
+    h = pd.read_csv(metrics_csv)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
+    a.plot(h.epoch + 1, h.train_loss, label='train'); a.plot(h.epoch + 1, h.valid_loss, label='valid'); a.set_title('loss'); a.legend()
+    for c in ('dice', 'dice_global'): b.plot(h.epoch + 1, h[c], label=c)
+    b.set_title('validation Dice'); b.set_ylim(0, 1); b.legend()
+    for ax in (a, b): ax.set_xlabel('epoch')
+    fig.tight_layout()
+    if dest: fig.savefig(dest, dpi=80); plt.close(fig)
+    return fig
+
 # %% ../nbs/05_train.ipynb #a4486c00
 def _plain_log(learn, n_epochs):
     "Replace progress bars by one printed line per epoch (for logs that are not a terminal); `EpochLog` numbers the epochs across resumes."
@@ -281,6 +298,86 @@ def _fit(learn, cfg:TrainConfig, start:int, cbs:list, log_path, resume:bool):
                        pct_start=0.3, div=5.0, offset=n_frozen)
 
 # %% ../nbs/05_train.ipynb #16a7ab63
+def _data_and_learner(cfg:TrainConfig, out, resume:bool, verbose:bool) -> tuple:
+    "Seeded DataLoaders (a resumed run's own split.csv) and the Learner: everything that fails on bad input, before the folder is touched."
+    set_seed(cfg.seed, reproducible=True)
+    dls = seg_dataloaders(cfg.data, cfg.layout, size=cfg.size, bs=cfg.bs, aug=cfg.aug, valid_pct=cfg.valid_pct,
+                          test_pct=cfg.test_pct, seed=cfg.seed, channel=cfg.channel, split=out/'split.csv' if resume else cfg.split,
+                          verbose=verbose, num_workers=cfg.loader_workers())
+    learn = seg_learner(dls, cfg.arch, cfg.loss, pretrained=cfg.pretrained, threshold=cfg.threshold, wd=cfg.wd, **cfg.arch_kw)   # missing weights fail here
+    return dls, learn
+
+def _open_folder(out, mode:str, verbose:bool):
+    "Clear the run being replaced (files bts_train did not write stay), create the folder, drop temporaries of a killed write."
+    if mode == 'overwrite':
+        kept = clear_run_folder(out)
+        if kept and verbose: print(f"{out}: replaced the previous run; kept what bts_train did not write: {_few(kept)}")
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+
+def _start_new(cfg:TrainConfig, out, dls, verbose:bool) -> TrainConfig:
+    "A new run: turn a budget into epochs, then write config.yaml (what will run) and split.csv."
+    budget = _fit_budget(cfg, dls, out, verbose) if cfg.budget_min else None
+    if budget: cfg = dataclasses.replace(cfg, epochs=budget['budget_epochs'], budget_min=None)
+    cfg.to_yaml(out/'config.yaml')
+    atomic_write(out/'split.csv', lambda tmp: save_split(dls.pairs, tmp))
+    return cfg
+
+def _run_callbacks(cfg:TrainConfig, out, learn, resume:bool, verbose:bool) -> tuple:
+    "The run's callbacks and where it starts: epoch 0, or after the checkpoint's epochs, with its seconds and best Dice restored."
+    ckpt = checkpoint_file(out) if resume else None
+    seconds_before = checkpoint_info(ckpt).get('train_seconds', 0.0) if ckpt else 0.0
+    cbs = training_callbacks(out, patience=cfg.patience, precision=cfg.precision, seconds_before=seconds_before)
+    if cfg.boundary_ramp: cbs.append(boundary_ramp(cfg.boundary_ramp))
+    if not sys.stdout.isatty(): _plain_log(learn, cfg.epochs)
+    start = 0
+    if ckpt:
+        start = resume_from_checkpoint(learn, ckpt)
+        keep = next(c for c in cbs if isinstance(c, KeepBest))
+        keep.best, keep.reset_on_fit = float(pd.read_csv(out/'metrics.csv').iloc[:start]['dice'].max()), False
+        if verbose: print(f"resuming {out} after epoch {start} of {cfg.epochs} (best Dice so far {keep.best:.4f})")
+    return start, seconds_before, cbs
+
+def _saved_epochs(out) -> int:
+    ckpt = checkpoint_file(out)
+    return checkpoint_info(ckpt)['epochs_done'] if ckpt else 0
+
+def _fit_keeping_epochs(learn, cfg:TrainConfig, out, start:int, cbs:list, resume:bool, mode:str) -> float:
+    "Fit; on Ctrl-C or SIGTERM keep the finished epochs (a run with none is cleared) and say how to go on. Returns the seconds spent."
+    old, t0 = signal.signal(signal.SIGTERM, _on_sigterm), time.time()
+    try: _fit(learn, cfg, start, cbs, out/'metrics.csv', resume)
+    except KeyboardInterrupt:
+        done = _saved_epochs(out)
+        if done == 0 and mode != 'resume':
+            clear_run_folder(out)
+            if not any(out.iterdir()): out.rmdir()
+            raise KeyboardInterrupt(f"interrupted before the first epoch ended: nothing to keep, {out} cleared")
+        raise KeyboardInterrupt(f"interrupted: epochs 1–{done} of {cfg.epochs} are saved in {out}; continue with --resume")
+    finally: signal.signal(signal.SIGTERM, old)
+    return time.time() - t0
+
+def _evaluate_held_out(learn, dls, out, threshold:float) -> dict:
+    "The best weights on the validation and test images at their own size: per_image_<side>.csv, eval.json; returns the summaries."
+    if (out/'model.safetensors').exists(): load_weights(learn.model, out/'model.safetensors')
+    summaries = {}
+    for side in ('valid', 'test'):
+        rows = dls.pairs[dls.pairs.split == side]
+        if not len(rows): continue
+        tab = evaluate_rows(learn, rows, threshold)
+        atomic_write(out/f'per_image_{side}.csv', lambda tmp: tab.to_csv(tmp, index=False))
+        summaries[side] = summarize_metrics(tab)
+    atomic_write(out/'eval.json', lambda tmp: Path(tmp).write_text(json.dumps(summaries, indent=2)))
+    return summaries
+
+def _finish(cfg:TrainConfig, out, learn, dls, summaries:dict, seconds:float):
+    "model_card.json and curves.png; then the checkpoint and stray temporaries go: the run is complete."
+    log = pd.read_csv(out/'metrics.csv')                  # every epoch, across resumes
+    save_card(model_card(cfg, learn, summaries, dls, seconds, int(log['dice'].idxmax()), len(log), _read_budget(out)), out/'model_card.json')
+    plot_curves(out/'metrics.csv', out/'curves.png')
+    for name in ('checkpoint.safetensors', 'checkpoint.pth'): (out/name).unlink(missing_ok=True)
+    remove_stale_temps(out)
+
+# %% ../nbs/05_train.ipynb #a17fd846
 def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose:bool=True) -> dict:
     "Train `cfg` into the folder `out` (see the table above); returns the evaluation summaries."
     out = Path(out).expanduser().resolve()
@@ -289,70 +386,18 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
         cfg = TrainConfig.from_yaml(out/'config.yaml')
     cfg.check()
     mode = check_out_folder(out, resume, overwrite, cfg.data)
-    set_seed(cfg.seed, reproducible=True)
-    split = out/'split.csv' if resume else cfg.split
-    dls = seg_dataloaders(cfg.data, cfg.layout, size=cfg.size, bs=cfg.bs, aug=cfg.aug, valid_pct=cfg.valid_pct,
-                          test_pct=cfg.test_pct, seed=cfg.seed, channel=cfg.channel, split=split, verbose=verbose,
-                          num_workers=cfg.loader_workers())
-    learn = seg_learner(dls, cfg.arch, cfg.loss, pretrained=cfg.pretrained, threshold=cfg.threshold, wd=cfg.wd, **cfg.arch_kw)   # missing weights fail here
-    # Everything is checked: only now is the folder touched.
-    if mode == 'overwrite':
-        kept = clear_run_folder(out)
-        if kept and verbose: print(f"{out}: replaced the previous run; kept what bts_train did not write: {_few(kept)}")
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out)
-    try: return _train_in(cfg, out, dls, learn, resume, mode, verbose)
+    dls, learn = _data_and_learner(cfg, out, resume, verbose)
+    _open_folder(out, mode, verbose)                      # everything is checked: only now is the folder touched
+    try:
+        if not resume: cfg = _start_new(cfg, out, dls, verbose)
+        start, seconds_before, cbs = _run_callbacks(cfg, out, learn, resume, verbose)
+        seconds = seconds_before + _fit_keeping_epochs(learn, cfg, out, start, cbs, resume, mode)
+        summaries = _evaluate_held_out(learn, dls, out, cfg.threshold)
+        _finish(cfg, out, learn, dls, summaries, seconds)
     except SaveError as e:
-        ckpt = checkpoint_file(out)
-        done = checkpoint_info(ckpt)['epochs_done'] if ckpt else 0
-        e.msg = f"{e.msg}; epochs 1–{done} of {cfg.epochs} are saved in {out}: make room, then continue with --resume" if done else e.msg
+        done = _saved_epochs(out)
+        if done: e.msg = f"{e.msg}; epochs 1–{done} of {cfg.epochs} are saved in {out}: make room, then continue with --resume"
         raise
-
-def _train_in(cfg, out, dls, learn, resume, mode, verbose):
-    budget = _fit_budget(cfg, dls, out, verbose) if (cfg.budget_min and not resume) else None
-    if budget: cfg = dataclasses.replace(cfg, epochs=budget['budget_epochs'], budget_min=None)   # config.yaml: what ran
-    if not resume: cfg.to_yaml(out/'config.yaml'); atomic_write(out/'split.csv', lambda tmp: save_split(dls.pairs, tmp))
-    start, seconds_before = 0, 0.0
-    if resume:
-        ckpt = checkpoint_file(out)
-        seconds_before = checkpoint_info(ckpt).get('train_seconds', 0.0)
-    cbs = training_callbacks(out, patience=cfg.patience, precision=cfg.precision, seconds_before=seconds_before)
-    if cfg.boundary_ramp: cbs.append(boundary_ramp(cfg.boundary_ramp))
-    if not sys.stdout.isatty(): _plain_log(learn, cfg.epochs)
-    if resume:
-        start = resume_from_checkpoint(learn, ckpt)
-        prev = pd.read_csv(out/'metrics.csv').iloc[:start]
-        keep = next(c for c in cbs if isinstance(c, KeepBest)); keep.best = float(prev['dice'].max()); keep.reset_on_fit = False
-        if verbose: print(f"resuming {out} after epoch {start} of {cfg.epochs} (best Dice so far {keep.best:.4f})")
-    old = signal.signal(signal.SIGTERM, _on_sigterm)
-    t0 = time.time()
-    try: _fit(learn, cfg, start, cbs, out/'metrics.csv', resume)
-    except KeyboardInterrupt:
-        ckpt = checkpoint_file(out)
-        done = checkpoint_info(ckpt)['epochs_done'] if ckpt else 0
-        if done == 0 and mode != 'resume':
-            clear_run_folder(out)
-            if not any(out.iterdir()): out.rmdir()
-            raise KeyboardInterrupt(f"interrupted before the first epoch ended: nothing to keep, {out} cleared")
-        raise KeyboardInterrupt(f"interrupted: epochs 1–{done} of {cfg.epochs} are saved in {out}; continue with --resume")
-    finally: signal.signal(signal.SIGTERM, old)
-    seconds = seconds_before + time.time() - t0
-    load_best = out/'model.safetensors'
-    if load_best.exists(): load_weights(learn.model, load_best)
-    summaries = {}
-    for side in ('valid', 'test'):
-        rows = dls.pairs[dls.pairs.split == side]
-        if not len(rows): continue
-        tab = evaluate_rows(learn, rows, cfg.threshold)
-        atomic_write(out/f'per_image_{side}.csv', lambda tmp: tab.to_csv(tmp, index=False))
-        summaries[side] = summarize_metrics(tab)
-    log = pd.read_csv(out/'metrics.csv')                  # every epoch, across resumes
-    atomic_write(out/'eval.json', lambda tmp: Path(tmp).write_text(json.dumps(summaries, indent=2)))
-    card = model_card(cfg, learn, summaries, dls, seconds, int(log['dice'].idxmax()), len(log), _read_budget(out))
-    atomic_write(out/'model_card.json', lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2)))
-    plot_curves(out/'metrics.csv', out/'curves.png')
-    for name in ('checkpoint.safetensors', 'checkpoint.pth'): (out/name).unlink(missing_ok=True)
-    remove_stale_temps(out)
     if verbose:
         v = summaries['valid']
         print(f"validation ({len(dls.pairs[dls.pairs.split == 'valid'])} images, no patient shared with training): "

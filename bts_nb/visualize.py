@@ -12,11 +12,12 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     import matplotlib
     import matplotlib.pyplot as plt
     from fastcore.script import call_parse
-    from bts_nb.data import read_slice_u8, read_mask
+    from bts_nb.readers import read_slice_u8, read_mask
     from bts_nb.metrics import dice_score
+    from bts_nb.train import plot_curves
 
 # %% auto #0
-__all__ = ['show_case', 'show_ranked', 'dice_histogram', 'plot_curves', 'bts_figures']
+__all__ = ['show_case', 'show_ranked', 'dice_histogram', 'bts_figures']
 
 # %% ../nbs/07_visualize.ipynb #df7bafb1
 def show_case(img, truth, pred, title:str|None=None, axs=None):
@@ -52,19 +53,6 @@ def dice_histogram(table:pd.DataFrame, ax=None, label:str|None=None):
     ax.set_xlabel('per-image Dice'); ax.set_ylabel('images'); ax.legend(loc='upper left')
     ax.set_title(label or f'{len(d)} images')
     return ax
-
-# %% ../nbs/07_visualize.ipynb #cc09e778
-def plot_curves(metrics_csv, dest=None):
-    "Losses and validation Dice per epoch from a run's metrics.csv; saved to `dest` if given."
-    h = pd.read_csv(metrics_csv)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
-    a.plot(h.epoch + 1, h.train_loss, label='train'); a.plot(h.epoch + 1, h.valid_loss, label='valid'); a.set_title('loss'); a.legend()
-    for c in ('dice', 'dice_global'): b.plot(h.epoch + 1, h[c], label=c)
-    b.set_title('validation Dice'); b.set_ylim(0, 1); b.legend()
-    for ax in (a, b): ax.set_xlabel('epoch')
-    fig.tight_layout()
-    if dest: fig.savefig(dest, dpi=80); plt.close(fig)
-    return fig
 
 # %% ../nbs/07_visualize.ipynb #6385ac34
 @call_parse

@@ -12,7 +12,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     import numpy as np
     from PIL import Image
     import ipywidgets as W
-    from bts_nb.data import read_slice_u8, read_mask, DataError
+    from bts_nb.readers import read_slice_u8, read_mask, DataError
     from bts_nb.metrics import dice_score, hd95
     from bts_nb.inference import Segmenter, overlay, postprocess
 

@@ -50,7 +50,7 @@ def learned(tmp_path_factory):
     """Phantoms and a small model that really segments them, trained once per test session (about 1.5 min on 2 cores).
     Tests that compare two paths to the same masks use it, so that they compare tumours, not empty masks;
     `test_train.py::test_small_model_really_learns` holds it to a Dice floor."""
-    from bts_nb.data import make_synthetic
+    from bts_nb.phantoms import make_synthetic
     from bts_nb.train import TrainConfig, train
     base = tmp_path_factory.mktemp('learned')
     data = make_synthetic(base/'syn', n_patients=16, n_slices=8, size=64)

@@ -5,8 +5,10 @@ import pytest
 from PIL import Image
 import tifffile
 
-from bts_nb.data import (DataError, read_pairs, verify_pairs, split_pairs, shared_groups, seg_dataloaders,
-                         save_split, load_split, figshare_pairs, lgg_pairs, folder_pairs, make_synthetic, multi_source_split)
+from bts_nb.readers import DataError, read_pairs, verify_pairs, figshare_pairs, lgg_pairs, folder_pairs
+from bts_nb.phantoms import make_synthetic
+from bts_nb.splits import split_pairs, shared_groups, save_split, load_split
+from bts_nb.data import seg_dataloaders, multi_source_split
 from conftest import FIGSHARE, LGG, needs_figshare, needs_lgg, write_pair
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bts_nb.data import make_synthetic
+from bts_nb.phantoms import make_synthetic
 from bts_nb.encoders import PACKAGED_ENCODERS, imagenet_top, timm_encoder, weights_record
 
 BTS_TRAIN = str(Path(sys.executable).parent/'bts_train')

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bts_nb.data import make_synthetic
+from bts_nb.phantoms import make_synthetic
 from bts_nb.train import TrainConfig, train
 
 BIN = Path(sys.executable).parent
@@ -112,28 +112,28 @@ def test_rerun_after_a_kill_says_what_is_there(finished, tmp_path):
 
 
 def test_disk_full_stops_with_a_message_and_keeps_saved_epochs(finished, tmp_path, monkeypatch):
-    import bts_nb.callbacks as cb
-    from bts_nb.callbacks import SaveError, checkpoint_info
+    import bts_nb.serialize as ser
+    from bts_nb.serialize import SaveError, checkpoint_info
     data, _ = finished
-    real, calls = cb.save_file, []
+    real, calls = ser.save_file, []
     def full_after_epoch_1(*a, **k):
         calls.append(1)
         if len(calls) > 2: raise OSError(errno.ENOSPC, 'No space left on device')   # epoch 1: best weights + checkpoint
         return real(*a, **k)
-    monkeypatch.setattr(cb, 'save_file', full_after_epoch_1)
+    monkeypatch.setattr(ser, 'save_file', full_after_epoch_1)
     out = tmp_path/'run'
     with pytest.raises(SaveError) as e: train(tiny(data, epochs=3), out, verbose=False)
     assert 'could not be written: the disk is full' in e.value.msg and 'epochs 1–1 of 3 are saved' in e.value.msg
     assert str(out) in e.value.msg and not list(out.glob('.*.tmp'))
     assert checkpoint_info(out/'checkpoint.safetensors')['epochs_done'] == 1
-    monkeypatch.setattr(cb, 'save_file', real)
+    monkeypatch.setattr(ser, 'save_file', real)
     train(tiny(data, epochs=3), out, resume=True, verbose=False)
     assert len(pd.read_csv(out/'metrics.csv')) == 3 and (out/'model_card.json').exists()
 
 
 def test_predict_keeps_finished_rows_when_a_write_fails(finished, tmp_path, monkeypatch):
     import bts_nb.inference as inf
-    from bts_nb.callbacks import SaveError
+    from bts_nb.serialize import SaveError
     data, run = finished
     seg = inf.Segmenter(run, device='cpu')
     files = [str(data/'images'/f'{n}.png') for n in range(1, 7)]

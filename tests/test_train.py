@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bts_nb.data import make_synthetic
+from bts_nb.phantoms import make_synthetic
 
 BTS_TRAIN = str(Path(sys.executable).parent/'bts_train')
 
@@ -116,7 +116,7 @@ def test_resume_after_sigterm_loses_nothing(tiny_data, tmp_path):
     assert p.returncode == 130, err[-2000:]
     assert 'continue with --resume' in err
     saved = pd.read_csv(log)
-    from bts_nb.callbacks import checkpoint_info
+    from bts_nb.serialize import checkpoint_info
     info = checkpoint_info(out/'checkpoint.safetensors')
     done = info['epochs_done']
     # the log may be one epoch ahead of the checkpoint (killed between the two writes); that epoch is re-run
@@ -141,7 +141,7 @@ def test_resume_after_sigterm_loses_nothing(tiny_data, tmp_path):
 def lgg_like(dest, n_patients=4, n_slices=5, size=64):
     "A tiny set in the LGG layout: 3-channel TIFF slices (the phantom in channel 1, FLAIR) and _mask.tif files."
     import numpy as np, tifffile
-    from bts_nb.data import phantom_patient
+    from bts_nb.phantoms import phantom_patient
     for p in range(n_patients):
         case = f'TCGA_XX_{p:04d}'; (dest/case).mkdir(parents=True)
         imgs, msks = phantom_patient(1000 + p, n_slices, size)
