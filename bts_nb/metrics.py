@@ -13,8 +13,8 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
 
 # %% auto #0
 __all__ = ['dice_score', 'iou_score', 'precision_score', 'recall_score', 'mask_outline', 'surface_distances', 'hausdorff', 'hd95',
-           'image_metrics', 'per_image_metrics', 'summarize_metrics', 'PerImageMetric', 'GlobalDice', 'DiceMean',
-           'IoUMean', 'HD95Mean', 'seg_metrics']
+           'image_metrics', 'per_image_metrics', 'patient_dice', 'summarize_metrics', 'PerImageMetric', 'GlobalDice',
+           'DiceMean', 'IoUMean', 'HD95Mean', 'seg_metrics']
 
 # %% ../nbs/02_metrics.ipynb #ca568aca
 def _binary(x):
@@ -90,10 +90,21 @@ def per_image_metrics(probs, targs, names=None, threshold:float=0.5, empty_score
     df.insert(0, 'name', list(names) if names is not None else range(len(df)))
     return df
 
+def patient_dice(table:pd.DataFrame, empty_score:float=1.0) -> pd.DataFrame:
+    "Volumetric Dice per patient: a patient's slices stacked into one volume, 2Σ|P∩G| / (Σ|P| + Σ|G|). Rows without a patient id are left out."
+    cols = ['patient', 'n_slices', 'tp_px', 'pred_px', 'gt_px', 'dice']
+    if 'patient' not in table or table['patient'].isna().all(): return pd.DataFrame(columns=cols)
+    g = table[table['patient'].notna()].groupby('patient', sort=True).agg(n_slices=('tp_px', 'size'), tp_px=('tp_px', 'sum'), pred_px=('pred_px', 'sum'), gt_px=('gt_px', 'sum'))
+    pooled = g.pred_px + g.gt_px
+    g['dice'] = np.where(pooled > 0, 2 * g.tp_px / pooled.where(pooled > 0, 1), empty_score)
+    return g.reset_index()
+
 def summarize_metrics(table:pd.DataFrame) -> dict:
-    "The reported figures of a per-image table."
+    "The reported figures of a per-image table (and, where it names patients, of their volumes)."
     has_gt = table.gt_px > 0
     pooled = table.pred_px.sum() + table.gt_px.sum()
+    vol = patient_dice(table)
+    per_patient = dict(n_patients=len(vol), dice_patient_mean=float(vol.dice.mean()), dice_patient_median=float(vol.dice.median())) if len(vol) else {}
     return dict(n_images=len(table), n_empty_gt=int((~has_gt).sum()),
                 dice_mean=float(np.nanmean(table.dice)), dice_median=float(np.nanmedian(table.dice)),
                 dice_global=float(2 * table.tp_px.sum() / pooled) if pooled else 1.0,
@@ -102,7 +113,8 @@ def summarize_metrics(table:pd.DataFrame) -> dict:
                 recall_mean=float(np.nanmean(table.recall)),
                 hd95_mean=float(table.hd95.mean()), hd95_median=float(table.hd95.median()),
                 missed_tumour_rate=float(((table.pred_px == 0) & has_gt).sum() / max(has_gt.sum(), 1)),
-                fp_slice_rate=float(((table.pred_px > 0) & ~has_gt).sum() / (~has_gt).sum()) if (~has_gt).any() else float('nan'))
+                fp_slice_rate=float(((table.pred_px > 0) & ~has_gt).sum() / (~has_gt).sum()) if (~has_gt).any() else float('nan'),
+                **per_patient)
 
 # %% ../nbs/02_metrics.ipynb #2f3b3277
 def _probs(pred):

@@ -20,6 +20,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from bts_nb.data import seg_dataloaders, image_size, data_sources, AUG_LEVELS
     from bts_nb.models import build_model, ARCHS
     from bts_nb.learner import seg_learner, encoder_splitter
+    from bts_nb.leaks import check_split, describe_leaks
     from bts_nb.encoders import PACKAGED_ENCODERS, PretrainedUnavailable, weights_record
     from bts_nb.losses import get_loss
     from bts_nb.metrics import per_image_metrics, summarize_metrics
@@ -41,7 +42,8 @@ class TrainConfig:
     "Everything that defines a training run."
     data: str|list|None = None     # dataset folder, several (a list, or joined by commas), or None: the synthetic set
     layout: str = 'auto'           # 'auto', 'figshare', 'lgg' or 'folders'
-    split: str|None = None         # a saved split.csv to reuse (same held-out images across runs)
+    split: str|None = None         # a saved split.csv to reuse (same held-out images across runs); checked for leaks first
+    allow_leaky_split: bool = False  # train on a `split` that the leak check flags (the model card records it)
     valid_pct: float = 0.2
     test_pct: float = 0.0
     channel: int|None = None       # channel of multi-channel files (LGG: 1 = FLAIR by default)
@@ -138,12 +140,12 @@ def epochs_for_budget(budget_min:float, n_train:int, img_s:float, model_share:fl
 def _fit_budget(cfg, dls, out, verbose) -> dict:
     "Probe this machine, choose the epochs that fit `cfg.budget_min`, and record the choice in out/budget.json."
     n_train = int((dls.pairs.split == 'train').sum())
-    speed = train_speed(cfg)
+    speed = round(train_speed(cfg), 2)                     # rounded before use: budget.json alone repeats the choice
     n_frozen = cfg.freeze_epochs if cfg.pretrained else 0
-    frozen = train_speed(cfg, frozen=True) if n_frozen else None
-    budget = dict(budget_min=cfg.budget_min, probe_img_s=round(speed, 2),
+    frozen = round(train_speed(cfg, frozen=True), 2) if n_frozen else None
+    budget = dict(budget_min=cfg.budget_min, probe_img_s=speed, frozen_epochs=n_frozen,
                   budget_epochs=epochs_for_budget(cfg.budget_min, n_train, speed, frozen_epochs=n_frozen, frozen_img_s=frozen))
-    if frozen: budget['probe_frozen_img_s'] = round(frozen, 2)
+    if frozen: budget['probe_frozen_img_s'] = frozen
     atomic_write(out/'budget.json', lambda tmp: Path(tmp).write_text(json.dumps(budget, indent=2)))
     if verbose: print(f"budget {cfg.budget_min:g} min: the probe trains {speed:.1f} images/s here ({resolve_precision(cfg.precision)}), "
                       f"so {budget['budget_epochs']} epoch{'s' * (budget['budget_epochs'] != 1)} of {n_train} images")
@@ -171,10 +173,11 @@ def evaluate_rows(learn, rows:pd.DataFrame, threshold:float=0.5) -> pd.DataFrame
     tables = [per_image_metrics(p[None], t[None], names=[Path(n).name], threshold=threshold) for p, t, n in zip(probs, targs, rows['image'])]
     tab = pd.concat(tables, ignore_index=True)
     tab.insert(1, 'image', rows['image'].tolist())
+    if 'patient' in rows and rows['patient'].notna().any(): tab.insert(2, 'patient', rows['patient'].tolist())   # per-patient volumes
     return tab
 
 # %% ../nbs/05_train.ipynb #f14b19e9
-RUN_FILES = ('config.yaml', 'budget.json', 'split.csv', 'metrics.csv', 'model.safetensors', 'model_card.json', 'eval.json',
+RUN_FILES = ('config.yaml', 'budget.json', 'leak_check.json', 'split.csv', 'metrics.csv', 'model.safetensors', 'model_card.json', 'eval.json',
              'per_image_valid.csv', 'per_image_test.csv', 'curves.png', 'checkpoint.safetensors', 'checkpoint.pth')
 
 def _inside(a, b) -> bool:
@@ -237,7 +240,8 @@ class _Terminated(KeyboardInterrupt): "SIGTERM, turned into the same path as Ctr
 def _on_sigterm(signum, frame): raise _Terminated()
 
 # %% ../nbs/05_train.ipynb #d0569e5e
-def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_epoch:int, epochs_trained:int, budget:dict|None=None) -> dict:
+def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_epoch:int, epochs_trained:int, budget:dict|None=None,
+               leak_check:dict|None=None) -> dict:
     "What a user (or `bts_predict`) needs to know to use the weights correctly."
     return dict(bts_nb_version=bts_nb.__version__, arch=cfg.arch, arch_kw=cfg.arch_kw, n_in=1, size=cfg.size,
                 channel=dls.channel, threshold=cfg.threshold, output='one logit channel; sigmoid gives P(tumour)',
@@ -246,7 +250,8 @@ def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_ep
                 train_minutes=round(seconds / 60, 2), data=cfg.data or 'synthetic', layout=dls.pairs.attrs.get('layout'),
                 split='split.csv', split_counts=dls.pairs.groupby('split').size().to_dict(), metrics=summary,
                 n_params=sum(p.numel() for p in learn.model.parameters()), torch=torch.__version__, pretrained=cfg.pretrained,
-                encoder_weights=_encoder_weights(cfg), **(budget or {}))
+                encoder_weights=_encoder_weights(cfg), split_source=cfg.split or 'made by bts_train', split_leak_check=leak_check,
+                allow_leaky_split=cfg.allow_leaky_split, **(budget or {}))
 
 def _encoder_weights(cfg) -> dict|None:
     "Where the encoder's starting weights came from (package, version, sha256), for a pretrained run."
@@ -304,8 +309,18 @@ def _data_and_learner(cfg:TrainConfig, out, resume:bool, verbose:bool) -> tuple:
     dls = seg_dataloaders(cfg.data, cfg.layout, size=cfg.size, bs=cfg.bs, aug=cfg.aug, valid_pct=cfg.valid_pct,
                           test_pct=cfg.test_pct, seed=cfg.seed, channel=cfg.channel, split=out/'split.csv' if resume else cfg.split,
                           verbose=verbose, num_workers=cfg.loader_workers())
+    leak_check = _check_users_split(cfg, dls) if (cfg.split and not resume) else None
     learn = seg_learner(dls, cfg.arch, cfg.loss, pretrained=cfg.pretrained, threshold=cfg.threshold, wd=cfg.wd, **cfg.arch_kw)   # missing weights fail here
-    return dls, learn
+    return dls, learn, leak_check
+
+def _check_users_split(cfg:TrainConfig, dls) -> dict:
+    "A split the user brings is checked for leaks (`bts_nb.leaks`); a leaking one stops the run, unless `allow_leaky_split`."
+    _, summary, _ = check_split(dls.pairs, channel=cfg.channel)
+    if summary['leaky'] and not cfg.allow_leaky_split:
+        raise DataError(f"{cfg.split}: this split leaks: held-out slices have near copies in training, so its validation Dice would measure memory.\n"
+                        f"{describe_leaks(summary)}\nLook at them with: bts_leakcheck --split {cfg.split} --out leakcheck/\n"
+                        f"To train on it anyway (the model card records it), pass --allow_leaky_split (allow_leaky_split=True).")
+    return summary
 
 def _open_folder(out, mode:str, verbose:bool):
     "Clear the run being replaced (files bts_train did not write stay), create the folder, drop temporaries of a killed write."
@@ -315,12 +330,13 @@ def _open_folder(out, mode:str, verbose:bool):
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
 
-def _start_new(cfg:TrainConfig, out, dls, verbose:bool) -> TrainConfig:
-    "A new run: turn a budget into epochs, then write config.yaml (what will run) and split.csv."
+def _start_new(cfg:TrainConfig, out, dls, verbose:bool, leak_check:dict|None=None) -> TrainConfig:
+    "A new run: turn a budget into epochs, then write config.yaml (what will run), split.csv and, for a user's split, leak_check.json."
     budget = _fit_budget(cfg, dls, out, verbose) if cfg.budget_min else None
     if budget: cfg = dataclasses.replace(cfg, epochs=budget['budget_epochs'], budget_min=None)
     cfg.to_yaml(out/'config.yaml')
     atomic_write(out/'split.csv', lambda tmp: save_split(dls.pairs, tmp))
+    if leak_check is not None: atomic_write(out/'leak_check.json', lambda tmp: Path(tmp).write_text(json.dumps(leak_check, indent=2)))
     return cfg
 
 def _run_callbacks(cfg:TrainConfig, out, learn, resume:bool, verbose:bool) -> tuple:
@@ -372,7 +388,10 @@ def _evaluate_held_out(learn, dls, out, threshold:float) -> dict:
 def _finish(cfg:TrainConfig, out, learn, dls, summaries:dict, seconds:float):
     "model_card.json and curves.png; then the checkpoint and stray temporaries go: the run is complete."
     log = pd.read_csv(out/'metrics.csv')                  # every epoch, across resumes
-    save_card(model_card(cfg, learn, summaries, dls, seconds, int(log['dice'].idxmax()), len(log), _read_budget(out)), out/'model_card.json')
+    leak = out/'leak_check.json'
+    card = model_card(cfg, learn, summaries, dls, seconds, int(log['dice'].idxmax()), len(log), _read_budget(out),
+                      json.loads(leak.read_text()) if leak.exists() else None)
+    save_card(card, out/'model_card.json')
     plot_curves(out/'metrics.csv', out/'curves.png')
     for name in ('checkpoint.safetensors', 'checkpoint.pth'): (out/name).unlink(missing_ok=True)
     remove_stale_temps(out)
@@ -386,10 +405,10 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
         cfg = TrainConfig.from_yaml(out/'config.yaml')
     cfg.check()
     mode = check_out_folder(out, resume, overwrite, cfg.data)
-    dls, learn = _data_and_learner(cfg, out, resume, verbose)
+    dls, learn, leak_check = _data_and_learner(cfg, out, resume, verbose)
     _open_folder(out, mode, verbose)                      # everything is checked: only now is the folder touched
     try:
-        if not resume: cfg = _start_new(cfg, out, dls, verbose)
+        if not resume: cfg = _start_new(cfg, out, dls, verbose, leak_check)
         start, seconds_before, cbs = _run_callbacks(cfg, out, learn, resume, verbose)
         seconds = seconds_before + _fit_keeping_epochs(learn, cfg, out, start, cbs, resume, mode)
         summaries = _evaluate_held_out(learn, dls, out, cfg.threshold)
@@ -416,7 +435,8 @@ def bts_train(
     data:str=None,                  # dataset folder (Figshare/Kaggle, LGG kaggle_3m or images/masks folders), several joined by commas; none: synthetic phantoms
     config:str=None,                # YAML file of TrainConfig keys; command-line options override it
     layout:str=None,                # auto, figshare, lgg or folders
-    split:str=None,                 # a saved split.csv to reuse
+    split:str=None,                 # a saved split.csv to reuse (checked for leaks first)
+    allow_leaky_split:store_true=False,  # train on a --split that the leak check flags (the model card records it)
     valid_pct:float=None, test_pct:float=None,
     channel:int=None,               # channel of multi-channel images (LGG default: 1, FLAIR)
     arch:str=None,                  # one of bts_nb.models.ARCHS
@@ -443,6 +463,7 @@ def bts_train(
         if epochs is not None and budget_min is not None: raise ValueError("--epochs and --budget_min both given: choose one (the budget sets the epochs)")
         given = {f.name: options[f.name] for f in dataclasses.fields(TrainConfig) if f.name in options}   # the signature is the one list
         given['pretrained'] = _parse_pretrained(pretrained)
+        given['allow_leaky_split'] = allow_leaky_split or None   # a flag left off keeps the config file's value
         given = {k: v for k, v in given.items() if v is not None}
         # without --config, an --arch starts from its own recommended encoder and weights; a config file's values stay as written
         cfg = dataclasses.replace(TrainConfig.from_yaml(config), **given) if config else TrainConfig(**given)   # `~` expanded there

@@ -11,7 +11,7 @@ SCRIPTS = sorted(e.name for e in entry_points(group='console_scripts') if e.valu
 
 def test_every_module_and_script_is_found():
     assert {'data', 'train', 'inference', 'widgets', 'app'} <= set(MODULES)
-    assert {'bts_train', 'bts_predict', 'bts_evaluate', 'bts_space', 'bts_app', 'bts_figures', 'bts_readme', 'bts_docs'} <= set(SCRIPTS)
+    assert {'bts_train', 'bts_predict', 'bts_evaluate', 'bts_space', 'bts_app', 'bts_figures', 'bts_readme', 'bts_docs', 'bts_leakcheck'} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize('module', MODULES)

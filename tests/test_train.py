@@ -93,7 +93,8 @@ def test_budget_sets_the_epochs(tiny_data, tmp_path):
     from bts_nb.train import epochs_for_budget
     n_train = (pd.read_csv(out/'split.csv').split == 'train').sum()
     assert budget['budget_min'] == 0.02                                 # the epochs follow from the probe by the stated rule
-    assert budget['budget_epochs'] == epochs_for_budget(0.02, n_train, budget['probe_img_s'])
+    assert budget['budget_epochs'] == epochs_for_budget(0.02, n_train, budget['probe_img_s'], frozen_epochs=budget['frozen_epochs'],
+                                                        frozen_img_s=budget.get('probe_frozen_img_s'))
     assert f"so {budget['budget_epochs']} epoch" in r.stdout
     cfg = yaml.safe_load((out/'config.yaml').read_text())
     assert cfg['epochs'] == budget['budget_epochs'] and cfg['budget_min'] is None   # config.yaml repeats what ran
