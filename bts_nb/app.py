@@ -28,7 +28,7 @@ def _colormap(u:np.ndarray, vmax:float=0.5) -> np.ndarray:
 
 class SliceApp:
     "The web app's logic: an uploaded file -> overlay, uncertainty map, mask file and a message."
-    def __init__(self, model_dir, max_mb:float=10.0, out_dir=None, keep_results:int=64):
+    def __init__(self, model_dir, max_mb:float=10.0, out_dir:str|None=None, keep_results:int=64):
         self.model_dir, self.max_mb, self.keep_results = Path(model_dir), max_mb, keep_results
         self.segs = {False: Segmenter(model_dir, device='cpu'), True: Segmenter(model_dir, device='cpu', tta=True)}
         self.card = self.segs[False].card

@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_docs.ipynb #6f8deb5f
 from __future__ import annotations
-import base64, json, os, re, shutil, subprocess, sys, tempfile, warnings
+import base64, importlib, inspect, json, os, re, shutil, subprocess, sys, tempfile, warnings
 from pathlib import Path
 from fastcore.script import call_parse
 from fastcore.xtras import working_directory
@@ -114,6 +114,14 @@ def _output_markdown(out, asis:bool, img_dir:Path, img_name:str) -> str:
         return f"```text\n{text}\n```" if text else ''
     return ''
 
+def _class_signatures(md:str) -> str:
+    "fastcore's `show_doc` writes every signature as `def Name(`; where its source link names the module and `Name` is a class there, write `class Name(`."
+    src = re.search(r'/(bts_nb)/(\w+)\.py#L\d+', md)
+    if not src or 'def ' not in md: return md
+    try: module = importlib.import_module(f"{src.group(1)}.{src.group(2)}")
+    except ImportError: return md
+    return re.sub(r'\bdef (\w+)\(', lambda m: f"class {m.group(1)}(" if inspect.isclass(getattr(module, m.group(1), None)) else m.group(0), md)
+
 def page_markdown(nb, img_dir, link_base:str|None=None) -> str:
     "One Markdown page from a processed notebook: title, prose, code, outputs (figures written to `img_dir`)."
     img_dir, stem = Path(img_dir), Path(getattr(nb, 'path_', 'page')).stem
@@ -135,7 +143,7 @@ def page_markdown(nb, img_dir, link_base:str|None=None) -> str:
         for out in cell.get('outputs', []):
             n_img += 1
             md = _output_markdown(out, d.get('output') == 'asis', img_dir, f'{stem}_{n_img}')
-            if md: parts.append(md.replace(link_base, '') if link_base else md)
+            if md: parts.append(_class_signatures(md).replace(link_base, '') if link_base else _class_signatures(md))
     return '\n\n'.join(p for p in parts if p) + '\n'
 
 # %% ../nbs/90_docs.ipynb #ca98cd35
@@ -192,7 +200,9 @@ def bts_docs(out:str='_site',          # folder to write the static site into
              serve:bool=False,         # then serve it on http://127.0.0.1:PORT until Ctrl-C
              port:int=8000):
     "Build the documentation site from the notebooks (MkDocs, offline)."
-    site = build_docs(out)
+    try: site = build_docs(out)
+    except FileNotFoundError as e:                           # outside a bts_nb checkout: one line, not a traceback
+        print(f"bts_docs: {e} (the site is built from a checkout's nbs/; cd into it first)", file=sys.stderr); sys.exit(2)
     if serve:
         import functools, http.server
         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))

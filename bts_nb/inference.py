@@ -14,7 +14,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from scipy import ndimage
     from fastcore.script import call_parse, store_true
     from bts_nb.readers import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, _stems, _order_key
-    from bts_nb.serialize import atomic_write, SaveError, load_model
+    from bts_nb.serialize import atomic_write, SaveError, load_model, load_ensemble
     from bts_nb.metrics import image_metrics, mask_outline
 
 # %% auto #0
@@ -45,10 +45,11 @@ def _device(device):
     return device
 
 class Segmenter:
-    "A trained model ready to segment 8-bit slices of any size."
+    "A trained model (or a cross-validation's ensemble of fold models) ready to segment 8-bit slices of any size."
     def __init__(self, exp_dir, device='auto', tta=False, threshold:float|None=None, min_size:int=0, keep_largest:bool=False):
         self.device = _device(device)
-        self.model, self.card = load_model(exp_dir, self.device)
+        self.models, self.card = load_ensemble(exp_dir, self.device)
+        self.model = self.models[0]
         self.size, self.tta, self.min_size, self.keep_largest = self.card['size'], tta, min_size, keep_largest
         self.threshold = self.card['threshold'] if threshold is None else threshold
 
@@ -60,9 +61,9 @@ class Segmenter:
 
     @torch.no_grad()
     def probs(self, imgs_u8:list) -> tuple[list, list]:
-        "Probability maps and uncertainty maps (None without TTA) at each image's own size."
+        "Probability maps (the mean over TTA views and ensemble members) and uncertainty maps (their sd; None for one model without TTA) at each image's own size."
         x = torch.cat([preprocess(im, self.size) for im in imgs_u8]).to(self.device)
-        views = torch.stack([undo(torch.sigmoid(self.model(v).float())) for v, undo in self._views(x)])   # (V, N, 1, s, s)
+        views = torch.stack([undo(torch.sigmoid(m(v).float())) for m in self.models for v, undo in self._views(x)])   # (V, N, 1, s, s)
         mean, std = views.mean(0), (views.std(0) if len(views) > 1 else None)
         out_p, out_u = [], []
         for i, im in enumerate(imgs_u8):
@@ -220,7 +221,7 @@ def check_out_for_inputs(out, input, model=None):
 
 @call_parse
 def bts_predict(
-    model:str=None,              # a bts_train run folder (model.safetensors + model_card.json)
+    model:str=None,              # a bts_train run folder (model.safetensors + model_card.json), or a --folds folder: its folds' mean
     input:str=None,              # an image, a folder of images, or a dataset root (masks there give Dice)
     out:str=None,                # folder for masks, overlays and predictions.csv
     threshold:float=None,        # probability threshold (default: the model card's)
@@ -240,6 +241,7 @@ def bts_predict(
         check_out_for_inputs(out, input, model)
         seg = Segmenter(model, device=device, tta={'none': False, 'flip': True, 'full': 'full'}[tta], threshold=threshold,
                         min_size=min_size, keep_largest=keep_largest)
+        if 'ensemble' in seg.card: print(f"{model}: an ensemble of {seg.card['ensemble']['n_models']} fold models, their probabilities averaged")
         files, truths = find_inputs(input)
         table = predict_files(seg, files, out, truths, channel if channel is not None else seg.card.get('channel'), bs, overwrite)
     except SaveError as e:

@@ -41,7 +41,7 @@ def _same_patient(df:pd.DataFrame, far:int):
         by_id = pat[i][:, None] == pat[j][None, :]
         near = np.abs(order[i][:, None] - order[j][None, :]) <= far
         return same & np.where(both, by_id, near)
-    return f, order, src
+    return f, order
 
 def _best_match(sig, rows, cols, mask=None, chunk:int=512) -> tuple:
     "For each index in `rows`: the highest correlation with an index in `cols` (where `mask(rows, cols)` allows; never itself), and that index."
@@ -62,12 +62,12 @@ def _far(df, far): return min(50, max(1, len(df) // 4)) if far is None else far
 def leak_calibration(df:pd.DataFrame, sig:np.ndarray|None=None, far:int|None=None, q:float=0.99, **kw) -> dict:
     "The data's own statistics: each slice's best match among *other* patients (its `q`-quantile is the leak threshold) and among its direct neighbours."
     sig, far = slice_signatures(df, **kw) if sig is None else sig, _far(df, far)
-    same, order, src = _same_patient(df, far)
+    same, order = _same_patient(df, far)
     idx = np.arange(len(df))
     other, _ = _best_match(sig, idx, idx, lambda i, j: ~same(i, j))
     adjacent = lambda i, j: same(i, j) & (np.abs(order[i][:, None] - order[j][None, :]) == 1)
-    neighbour, arg = _best_match(sig, idx, idx, adjacent)
-    neighbour = neighbour[arg >= 0]
+    neighbour, _ = _best_match(sig, idx, idx, adjacent)
+    neighbour = neighbour[neighbour > -2]                      # a patient of one slice has none
     other = other[other > -2]
     if not len(other): raise ValueError(f"no two slices of different patients to calibrate on: every pair lies within {far} of each other in the numbering (lower `far`)")
     thr = float(np.quantile(other, q))

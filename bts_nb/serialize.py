@@ -12,9 +12,10 @@ from safetensors.torch import save_file, load_file
 from .models import build_model, check_arch_kw, ARCHS
 
 # %% auto #0
-__all__ = ['CHECKPOINT_FORMAT', 'CARD_KEYS', 'MAX_SIZE', 'SaveError', 'atomic_write', 'remove_stale_temps', 'save_weights',
-           'read_safetensors', 'load_weights', 'save_checkpoint', 'checkpoint_info', 'load_checkpoint', 'check_card',
-           'read_card', 'load_model', 'save_card']
+__all__ = ['CHECKPOINT_FORMAT', 'CARD_KEYS', 'MAX_SIZE', 'ENSEMBLE_AGREE', 'FOLD_OWN_KEYS', 'SaveError', 'atomic_write',
+           'remove_stale_temps', 'save_weights', 'read_safetensors', 'load_weights', 'save_checkpoint',
+           'checkpoint_info', 'load_checkpoint', 'check_card', 'read_card', 'load_model', 'save_card', 'is_cv_folder',
+           'fold_dirs', 'load_ensemble']
 
 # %% ../nbs/03b_serialize.ipynb #4a75e280
 class SaveError(OSError):
@@ -191,3 +192,37 @@ def save_card(card:dict, path) -> Path:
     "Check `card` against the schema and write it as JSON at `path`, atomically."
     check_card(card, path)
     return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=2)))
+
+# %% ../nbs/03b_serialize.ipynb #daaf3956
+def is_cv_folder(out) -> bool:
+    "Does `out` hold a cross-validation written by `bts_train --folds` (a `cv.json` naming its number of folds)?"
+    try: return isinstance(json.loads((Path(out)/'cv.json').read_text()).get('folds'), int)
+    except (OSError, ValueError, AttributeError): return False
+
+def fold_dirs(out) -> list:
+    "The run folders of the cross-validation in `out`, in fold order."
+    return [Path(out)/f'fold_{i}' for i in range(json.loads((Path(out)/'cv.json').read_text())['folds'])]
+
+ENSEMBLE_AGREE = ('size', 'n_in', 'channel', 'threshold')
+FOLD_OWN_KEYS = ('metrics', 'best_epoch', 'split', 'split_counts', 'split_source', 'split_leak_check', 'train_minutes')
+
+def load_ensemble(folder, device='cpu') -> tuple[list, dict]:
+    "The models in `folder`: one for a run folder, one per fold for a cross-validation (cards checked to agree); and the card that describes them."
+    folder = Path(folder).expanduser()
+    if not is_cv_folder(folder):
+        model, card = load_model(folder, device)
+        return [model], card
+    dirs = fold_dirs(folder)
+    unfinished = [d.name for d in dirs if not (d/'model_card.json').is_file()]
+    if unfinished: raise FileNotFoundError(f"{folder}: the cross-validation is unfinished ({', '.join(unfinished)} without a model); "
+                                           f"finish it with: bts_train --out {folder} --resume")
+    loaded = [load_model(d, device) for d in dirs]
+    cards = [c for _, c in loaded]
+    for key in ENSEMBLE_AGREE:
+        vals = [c.get(key) for c in cards]
+        if any(v != vals[0] for v in vals): raise ValueError(f"{folder}: the folds' model cards disagree on '{key}' ({vals}); their probabilities cannot be averaged")
+    card = {k: v for k, v in cards[0].items() if k not in FOLD_OWN_KEYS}
+    summary = folder/'cv_summary.json'
+    card['ensemble'] = dict(members=[d.name for d in dirs], n_models=len(dirs), combine="mean of the members' sigmoid probabilities",
+                            cv_out_of_fold=json.loads(summary.read_text()).get('out_of_fold') if summary.is_file() else None)
+    return [m for m, _ in loaded], card

@@ -10,7 +10,8 @@ import cv2
 from .readers import DataError, _few, read_slice
 
 # %% auto #0
-__all__ = ['neighbour_correlation', 'block_split', 'group_split', 'split_pairs', 'shared_groups', 'save_split', 'load_split']
+__all__ = ['neighbour_correlation', 'block_split', 'group_split', 'split_pairs', 'shared_groups', 'save_split', 'load_split',
+           'cv_blocks', 'fold_groups', 'fold_split']
 
 # %% ../nbs/00b_splits.ipynb #87810639
 def neighbour_correlation(df:pd.DataFrame, size:int=64, channel:int|None=None) -> np.ndarray:
@@ -89,6 +90,7 @@ def save_split(df:pd.DataFrame, path) -> Path:
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     cols = [c for c in ('image', 'mask', 'stem', 'patient', 'number', 'slice', 'order', 'block', 'source', 'layout', 'channel', 'split') if c in df]
     out = df[cols].copy()
+    if 'channel' not in out and df.attrs.get('channel') is not None: out['channel'] = df.attrs['channel']   # LGG's FLAIR travels with the split
     for c in ('image', 'mask'): out[c] = [str(Path(p).resolve()) for p in out[c]]   # reusable from any working directory
     out.to_csv(path, index=False)
     return path
@@ -102,3 +104,41 @@ def load_split(path) -> pd.DataFrame:
     gone = [p for p in list(df['image']) + list(df['mask']) if not Path(p).exists()]
     if gone: raise DataError(f"{path}: {len(gone)} file(s) of this split are missing: {_few(gone)}")
     return df
+
+# %% ../nbs/00b_splits.ipynb #072aa1bf
+def _group_key(df:pd.DataFrame) -> pd.Series:
+    "Each row's patient, else its contiguous block; prefixed by `source` when the table has several."
+    key = df['patient'].astype(object)
+    if key.isna().any(): key = key.where(key.notna(), 'block ' + df['block'].astype(str))
+    if 'source' in df and df['source'].nunique() > 1: key = df['source'].astype(str) + ':' + key.astype(str)
+    return key.astype(str)
+
+def cv_blocks(n:int, k:int, min_block:int=16) -> int:
+    "Blocks to cut `n` unnamed slices into for `k` folds: 4 per fold, but none shorter than `min_block` slices (longer than a patient)."
+    if n // min_block < k: raise DataError(f"{n} slices without patient ids make at most {n // min_block} blocks of {min_block} or more "
+                                           f"(blocks shorter than a patient would leak it), fewer than {k} folds: lower the folds or add data")
+    return min(4 * k, n // min_block)
+
+def fold_groups(df:pd.DataFrame, k:int=5, seed:int=42, n_blocks:int|None=None) -> pd.DataFrame:
+    "Adds `group` (patient, else block) and `fold` (0..k-1): whole groups per fold, dealt largest first to the fold with the fewest slices."
+    if k < 2: raise DataError(f"fold_groups: k={k}; cross-validation needs at least 2 folds")
+    if df['patient'].isna().any():                          # cut the blocks for these folds (`block_split`'s cuts snap to patient boundaries)
+        df = block_split(df.drop(columns=['block', 'split'], errors='ignore'), 0.0, 0.0, n_blocks=n_blocks or cv_blocks(len(df), k)).drop(columns='split')
+    df = df.copy()
+    df['group'] = _group_key(df)
+    sizes = df.groupby('group').size()
+    if len(sizes) < k: raise DataError(f"fold_groups: {len(sizes)} patients/blocks cannot make {k} folds; lower k or add data")
+    groups = sizes.index[np.random.default_rng(seed).permutation(len(sizes))]        # ties broken by the seed
+    filled, fold = np.zeros(k, int), {}
+    for g in sorted(groups, key=lambda g: -sizes[g]):
+        fold[g] = int(np.argmin(filled)); filled[fold[g]] += sizes[g]
+    df['fold'] = df['group'].map(fold)
+    return df
+
+def fold_split(df:pd.DataFrame, fold:int, valid_pct:float=0.2, seed:int=42) -> pd.DataFrame:
+    "The split of cross-validation fold `fold` (a `fold_groups` table): the fold is 'test'; whole groups of the others make 'valid' (`valid_pct` of them) and 'train'."
+    if fold not in set(df['fold']): raise DataError(f"fold_split: no fold {fold} (folds {sorted(set(df['fold']))})")
+    out, rest = df.copy(), df['fold'] != fold
+    out.loc[~rest, 'split'] = 'test'
+    out.loc[rest, 'split'] = _assign(df[rest].copy(), 'group', valid_pct, 0.0, seed + fold)['split']
+    return out

@@ -16,23 +16,24 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from fastcore.script import call_parse, store_true
     import bts_nb
     from bts_nb.readers import read_mask, DataError, _few
-    from bts_nb.splits import save_split
-    from bts_nb.data import seg_dataloaders, image_size, data_sources, AUG_LEVELS
+    from bts_nb.splits import save_split, fold_groups, fold_split
+    from bts_nb.phantoms import synthetic_root
+    from bts_nb.data import seg_dataloaders, image_size, data_sources, split_source, multi_source_split, AUG_LEVELS
     from bts_nb.models import build_model, ARCHS
     from bts_nb.learner import seg_learner, encoder_splitter
     from bts_nb.leaks import check_split, describe_leaks
     from bts_nb.encoders import PACKAGED_ENCODERS, PretrainedUnavailable, weights_record
     from bts_nb.losses import get_loss
-    from bts_nb.metrics import per_image_metrics, summarize_metrics
+    from bts_nb.metrics import per_image_metrics, summarize_metrics, summarize_folds
     import matplotlib.pyplot as plt
     from bts_nb.callbacks import (training_callbacks, check_precision, resolve_precision, boundary_ramp, resume_from_checkpoint, fit_one_cycle_from,
                                   EpochLog, KeepBest)
-    from bts_nb.serialize import load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError, save_card
+    from bts_nb.serialize import load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError, save_card, is_cv_folder, fold_dirs
 
 # %% auto #0
-__all__ = ['RECOMMENDED_ARCH_KW', 'RUN_FILES', 'TrainConfig', 'train_speed', 'epochs_for_budget', 'predict_rows', 'evaluate_rows',
-           'checkpoint_file', 'is_run_folder', 'run_state', 'check_out_folder', 'clear_run_folder', 'model_card',
-           'plot_curves', 'train', 'bts_train']
+__all__ = ['RECOMMENDED_ARCH_KW', 'RUN_FILES', 'CV_FILES', 'TrainConfig', 'train_speed', 'epochs_for_budget', 'predict_rows',
+           'evaluate_rows', 'checkpoint_file', 'is_run_folder', 'run_state', 'check_out_folder', 'clear_run_folder',
+           'model_card', 'plot_curves', 'train', 'check_cv_folder', 'cv_summary', 'cross_validate', 'bts_train']
 
 # %% ../nbs/05_train.ipynb #13a71de4
 RECOMMENDED_ARCH_KW = {'smp_unet': dict(encoder='tf_efficientnet_lite0'), 'dynamic_unet': dict(encoder='tf_efficientnet_lite0')}
@@ -201,6 +202,12 @@ def is_run_folder(out) -> bool:
     try: return 'bts_nb_version' in json.loads((out/'model_card.json').read_text())
     except (OSError, ValueError, TypeError): return False
 
+def _check_outside_data(out, data):
+    "A run folder must not be, contain or lie inside a dataset folder."
+    for src in data_sources(data) or []:
+        if _inside(out, src) or _inside(src, out):
+            raise ValueError(f"{out}: the run folder must not be, contain or lie inside the dataset folder {src}; choose another --out")
+
 def run_state(out) -> str:
     "In words: is the run in `out` finished, interrupted after some epochs, or stopped before its first epoch ended?"
     out, ckpt = Path(out), checkpoint_file(out)
@@ -213,9 +220,9 @@ def run_state(out) -> str:
 def check_out_folder(out, resume:bool=False, overwrite:bool=False, data=None) -> str:
     "What `train` will do with `out`: 'new', 'resume' or 'overwrite'. Raises, and deletes nothing, when `out` must not be used."
     out = Path(out)
-    for src in data_sources(data) or []:
-        if _inside(out, src) or _inside(src, out):
-            raise ValueError(f"{out}: the run folder must not be, contain or lie inside the dataset folder {src}; choose another --out")
+    _check_outside_data(out, data)
+    if is_cv_folder(out):
+        raise FileExistsError(f"{out}: holds a cross-validation (cv.json); to finish it pass --resume, to replace it --folds with --overwrite, or choose another --out")
     if out.exists() and not out.is_dir(): raise FileExistsError(f"{out}: exists and is not a folder")
     if resume:
         if checkpoint_file(out) is None:
@@ -424,6 +431,107 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
               f"HD95 {v['hd95_mean']:.1f} px; {seconds / 60:.1f} min training")
     return summaries
 
+# %% ../nbs/05_train.ipynb #b7a58f79
+CV_FILES = ('cv.json', 'config.yaml', 'folds.csv', 'cv_summary.json', 'per_image_oof.csv')
+
+def check_cv_folder(out, resume:bool=False, overwrite:bool=False, data=None) -> str:
+    "What `cross_validate` will do with `out`: 'new', 'resume' or 'overwrite'. Raises, and deletes nothing, when `out` must not be used."
+    out = Path(out)
+    _check_outside_data(out, data)
+    if resume:
+        if not is_cv_folder(out): raise FileNotFoundError(f"{out}: nothing to resume (no cv.json: not a cross-validation folder)")
+        return 'resume'
+    if is_cv_folder(out):
+        if not overwrite: raise FileExistsError(f"{out}: already holds a cross-validation; choose another --out, pass --resume to finish it, or --overwrite to replace it")
+        return 'overwrite'
+    if out.exists() and not out.is_dir(): raise FileExistsError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: is not empty and does not hold a cross-validation ({_few(sorted(p.name for p in out.iterdir()))}); "
+                              "cross-validation writes only into a new or empty folder, or over its own: choose another --out")
+    return 'new'
+
+def _clear_cv_folder(out):
+    "Delete what `cross_validate` wrote in `out` (its files, fold splits and fold runs); anything else stays."
+    for d in sorted(Path(out).glob('fold_*')):
+        if d.is_dir() and is_run_folder(d):
+            clear_run_folder(d)
+            if not any(d.iterdir()): d.rmdir()
+    for name in CV_FILES: (Path(out)/name).unlink(missing_ok=True)
+    for f in Path(out).glob('splits/fold_*.csv'): f.unlink()
+    if (Path(out)/'splits').is_dir() and not any((Path(out)/'splits').iterdir()): (Path(out)/'splits').rmdir()
+
+# %% ../nbs/05_train.ipynb #9af1ae89
+def _all_pairs(cfg:TrainConfig, verbose:bool) -> pd.DataFrame:
+    "Every verified pair of `cfg.data` (or the phantoms), with its patient or block: the table the folds are cut from."
+    sources = data_sources(cfg.data) or [synthetic_root()]
+    opts = dict(valid_pct=0.0, test_pct=0.0, seed=cfg.seed, verbose=verbose)
+    if len(sources) > 1: return multi_source_split(sources, cfg.layout, cfg.channel, **opts)
+    return split_source(sources[0], cfg.layout, channel=cfg.channel, **opts)
+
+def _start_cv(cfg:TrainConfig, out, folds:int, mode:str, verbose:bool):
+    "Cut the folds (before the folder is touched), then write cv.json, config.yaml, folds.csv and one split file per fold."
+    if cfg.split: raise ValueError("cross-validation makes its own splits: leave out --split")
+    if cfg.test_pct: raise ValueError(f"test_pct {cfg.test_pct}: in cross-validation each fold is the test set in turn; leave out --test_pct")
+    table = fold_groups(_all_pairs(cfg, verbose), folds, cfg.seed)
+    if mode == 'overwrite': _clear_cv_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(folds):
+        atomic_write(out/'splits'/f'fold_{i}.csv', lambda tmp: save_split(fold_split(table, i, cfg.valid_pct, cfg.seed), tmp))
+    cols = [c for c in ('image', 'patient', 'number', 'block', 'source', 'group', 'fold') if c in table]
+    atomic_write(out/'folds.csv', lambda tmp: table[cols].to_csv(tmp, index=False))
+    cfg.to_yaml(out/'config.yaml')
+    grouped = 'patient' if table['patient'].notna().all() else 'block' if table['patient'].isna().all() else 'patient, else block'
+    info = dict(folds=folds, seed=cfg.seed, grouped_by=grouped, valid_pct=cfg.valid_pct, n_images=len(table), n_groups=int(table['group'].nunique()))
+    atomic_write(out/'cv.json', lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))   # written last: it marks a complete start
+
+def _train_fold(cfg:TrainConfig, out, i:int, verbose:bool):
+    "Fold i: skipped when finished, resumed from its checkpoint, else trained from its split file."
+    d = out/f'fold_{i}'
+    if (d/'model_card.json').exists() and checkpoint_file(d) is None:
+        if verbose: print(f"fold {i}: finished earlier, kept")
+        return
+    if verbose: print(f"fold {i}: {'resuming' if checkpoint_file(d) else 'training'} ({d})")
+    if checkpoint_file(d): return train(cfg, d, resume=True, verbose=verbose)
+    train(dataclasses.replace(cfg, split=str(out/'splits'/f'fold_{i}.csv')), d, overwrite=is_run_folder(d), verbose=verbose)
+
+def cv_summary(out) -> dict:
+    "Gather the folds of `out`: per_image_oof.csv (each slice from the model that held it out) and cv_summary.json; returns the summary."
+    tables, per_fold, valid = [], [], []
+    for i, d in enumerate(fold_dirs(out)):
+        tab = pd.read_csv(d/'per_image_test.csv')
+        tables.append(tab.assign(fold=i))
+        ev = json.loads((d/'eval.json').read_text())
+        per_fold.append(ev['test']); valid.append(ev.get('valid'))
+    oof = pd.concat(tables, ignore_index=True)
+    atomic_write(Path(out)/'per_image_oof.csv', lambda tmp: oof.to_csv(tmp, index=False))
+    info = json.loads((Path(out)/'cv.json').read_text())
+    summary = dict(**info, split=f"patient-wise {info['folds']}-fold cross-validation: each fold's slices scored by the model that held it out",
+                   over_folds=summarize_folds(per_fold), out_of_fold=summarize_metrics(oof), per_fold=per_fold, valid_per_fold=valid)
+    atomic_write(Path(out)/'cv_summary.json', lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+    return summary
+
+def cross_validate(cfg:TrainConfig, out, folds:int=5, resume:bool=False, overwrite:bool=False, verbose:bool=True) -> dict:
+    "Train `folds` models on patient-disjoint folds into `out` (see the table above); returns the CV summary."
+    out = Path(out).expanduser().resolve()
+    mode = check_cv_folder(out, resume, overwrite, None if resume else cfg.data)
+    if resume: cfg, folds = TrainConfig.from_yaml(out/'config.yaml'), json.loads((out/'cv.json').read_text())['folds']
+    cfg.check()
+    if not resume: _start_cv(cfg, out, folds, mode, verbose)
+    for i in range(folds):
+        try: _train_fold(cfg, out, i, verbose)
+        except KeyboardInterrupt as e:
+            done = ', '.join(f'fold_{j}' for j in range(i)) or 'none'
+            raise KeyboardInterrupt(f"{e}\ncross-validation: finished {done}; stopped in fold_{i}; continue all folds with: bts_train --out {out} --resume") from None
+    summary = cv_summary(out)
+    if verbose:
+        m, o = summary['over_folds'], summary['out_of_fold']
+        print(f"{folds}-fold cross-validation ({summary['n_groups']} {summary['grouped_by']} groups, {summary['n_images']} slices), held-out folds: "
+              f"mean per-image Dice {m['dice_mean']['mean']:.4f} ± {m['dice_mean']['sd']:.4f}, global {m['dice_global']['mean']:.4f} ± {m['dice_global']['sd']:.4f}, "
+              f"HD95 {m['hd95_mean']['mean']:.1f} ± {m['hd95_mean']['sd']:.1f} px"
+              + (f"; per-patient volumetric Dice, out of fold: mean {o['dice_patient_mean']:.4f}, median {o['dice_patient_median']:.4f} over {o['n_patients']} patients"
+                 if 'n_patients' in o else ''))
+    return summary
+
 # %% ../nbs/05_train.ipynb #4b87fe24
 def _parse_pretrained(v):
     if v is None: return None
@@ -453,7 +561,8 @@ def bts_train(
     threshold:float=None, seed:int=None,
     precision:str=None,             # auto (bfloat16 on CPUs with bf16 instructions, fp16 on CUDA), bf16, fp16 or fp32
     num_workers:int=None,           # data-loading processes (default: 0 on a CPU, up to 8 with a GPU)
-    resume:store_true=False,        # continue the interrupted run in --out
+    folds:int=None,                 # k >= 2: patient-wise k-fold cross-validation, one run per fold in --out/fold_<i> and a summary
+    resume:store_true=False,        # continue the interrupted run (or cross-validation) in --out
     overwrite:store_true=False,     # replace a finished run in --out
 ):
     "Train a brain-tumour segmenter and write an experiment folder."
@@ -470,7 +579,10 @@ def bts_train(
         if encoder is not None:                                  # without --pretrained: pretrained when bts_nb ships this encoder's weights
             cfg = dataclasses.replace(cfg, arch_kw={**cfg.arch_kw, 'encoder': encoder}, pretrained=given.get('pretrained'))
         if resume and (encoder is not None or any(v is not None for v in given.values())): print("--resume continues the saved config.yaml; other options are ignored")
-        train(cfg, out, resume=resume, overwrite=overwrite)
+        if folds is not None or (resume and is_cv_folder(out)):
+            if resume and folds is not None: print("--resume continues the saved cross-validation; --folds is ignored")
+            cross_validate(cfg, out, folds or 5, resume=resume, overwrite=overwrite)
+        else: train(cfg, out, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt as e:
         print(f"\n{e}" if str(e) else "\ninterrupted", file=sys.stderr); sys.exit(130)
     except SaveError as e:

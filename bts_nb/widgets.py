@@ -42,6 +42,7 @@ def render_case(img, pred=None, truth=None, show_pred=True, show_truth=True, sho
     return rgb
 
 def png_bytes(rgb) -> bytes:
+    "An RGB (or grey) uint8 array encoded as PNG bytes, for an `ipywidgets.Image`."
     buf = io.BytesIO(); Image.fromarray(rgb).save(buf, format='PNG'); return buf.getvalue()
 
 # %% ../nbs/08_widgets.ipynb #adaf66b3

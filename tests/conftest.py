@@ -1,5 +1,5 @@
 """Shared fixtures: where the real data lies, and small datasets written on the fly."""
-import os
+import os, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
@@ -10,6 +10,15 @@ FIGSHARE, LGG = SHARED/'figshare', SHARED/'lgg'/'kaggle_3m'
 
 needs_figshare = pytest.mark.skipif(not (FIGSHARE/'images').is_dir(), reason=f"Figshare data not found at {FIGSHARE}")
 needs_lgg = pytest.mark.skipif(not LGG.is_dir(), reason=f"LGG data not found at {LGG}")
+
+
+BIN = Path(sys.executable).parent   # the console scripts installed beside this Python
+
+
+def cli(name, *args, env=None, cwd=None):
+    "Run the console script `name` with `args`; its CompletedProcess (stdout, stderr, returncode)."
+    return subprocess.run([str(BIN/name), *map(str, args)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
 
 
 def pytest_configure(config):

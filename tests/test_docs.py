@@ -57,3 +57,21 @@ def test_site_in_headless_chromium(site):
         page.wait_for_selector('.md-search-result__item', timeout=15000)
         assert page.locator('.md-search-result__item').count() >= 1
         assert 'metrics.html' in page.locator('.md-search-result__item a').first.get_attribute('href')
+
+def test_no_api_entry_without_a_description(site):
+    "nbdev's show_doc writes 'Call self as a function.' for a function without a docstring: every exported entry has its own."
+    bare = [p.name for p in site.glob('*.html') if 'Call self as a function.' in p.read_text()]
+    assert not bare, f"pages with undocumented API entries: {bare}"
+
+def test_bts_docs_outside_a_checkout_says_so_in_one_line(tmp_path):
+    r = subprocess.run([str(Path(sys.executable).parent/'bts_docs'), '--out', str(tmp_path/'site')], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert 'settings.ini' in r.stderr and not (tmp_path/'site').exists()
+
+def test_classes_are_shown_as_classes(site):
+    "fastcore's show_doc writes `def` before every signature; the site says `class` for classes and keeps `def` for functions."
+    import re
+    text = lambda page: re.sub(r'<[^>]+>', '', (site/page).read_text()).replace('\n', ' ')
+    assert 'class DataError(' in text('readers.html') and 'def DataError(' not in text('readers.html')
+    assert 'class TrainConfig(' in text('train.html') and 'def train_speed(' in text('train.html')

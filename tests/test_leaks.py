@@ -1,6 +1,6 @@
 """The leak auditor as users meet it: `bts_leakcheck` on saved splits and on the split bts_train would make, and
 `bts_train --split` refusing a leaking split unless told. Phantoms always; the shared Figshare data when present."""
-import json, os, subprocess, sys
+import json
 from pathlib import Path
 import numpy as np, pandas as pd
 import pytest
@@ -8,13 +8,7 @@ import pytest
 from bts_nb.phantoms import make_synthetic
 from bts_nb.readers import read_pairs
 from bts_nb.splits import split_pairs, save_split
-from conftest import FIGSHARE, needs_figshare
-
-BIN = Path(sys.executable).parent
-
-
-def cli(name, *args):
-    return subprocess.run([str(BIN/name), *map(str, args)], capture_output=True, text=True, timeout=600, env=dict(os.environ))
+from conftest import FIGSHARE, needs_figshare, cli
 
 
 def random_split(df, valid=0.25, seed=0, keep_test=False):

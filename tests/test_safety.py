@@ -9,12 +9,7 @@ import yaml
 from bts_nb.phantoms import make_synthetic
 from bts_nb.train import TrainConfig, train
 
-BIN = Path(sys.executable).parent
-
-
-def cli(name, *args, env=None, cwd=None):
-    return subprocess.run([str(BIN/name), *map(str, args)], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})}, cwd=cwd)
+from conftest import cli
 
 
 def tiny(data, **kw):
