@@ -114,6 +114,15 @@ def _output_markdown(out, asis:bool, img_dir:Path, img_name:str) -> str:
         return f"```text\n{text}\n```" if text else ''
     return ''
 
+def _notebook_links(md:str) -> str:
+    "Point nbdev's source links (`.../blob/<branch>/bts_nb/<module>.py#L<n>`) at the notebook that the module is exported from, the file to edit."
+    def repl(m):
+        try: head = (Path(importlib.import_module(f"bts_nb.{m.group(3)}").__file__).read_text(encoding='utf-8')[:600])
+        except (ImportError, OSError): return m.group(0)
+        nb = re.search(r'File to edit: \.\./(nbs/[\w.-]+\.ipynb)', head)
+        return f"{m.group(1)}/blob/{m.group(2)}/{nb.group(1)}" if nb else m.group(0)
+    return re.sub(r'(https://github\.com/[\w.-]+/[\w.-]+)/blob/([\w.-]+)/bts_nb/(\w+)\.py#L\d+', repl, md)
+
 def _class_signatures(md:str) -> str:
     "fastcore's `show_doc` writes every signature as `def Name(`; where its source link names the module and `Name` is a class there, write `class Name(`."
     src = re.search(r'/(bts_nb)/(\w+)\.py#L\d+', md)
@@ -143,7 +152,8 @@ def page_markdown(nb, img_dir, link_base:str|None=None) -> str:
         for out in cell.get('outputs', []):
             n_img += 1
             md = _output_markdown(out, d.get('output') == 'asis', img_dir, f'{stem}_{n_img}')
-            if md: parts.append(_class_signatures(md).replace(link_base, '') if link_base else _class_signatures(md))
+            if md: md = _notebook_links(_class_signatures(md))
+            if md: parts.append(md.replace(link_base, '') if link_base else md)
     return '\n\n'.join(p for p in parts if p) + '\n'
 
 # %% ../nbs/90_docs.ipynb #ca98cd35
@@ -157,6 +167,7 @@ def _page_title(nb, fallback:str) -> str: return (getattr(nb, 'frontmatter_', No
 _EXTRA_CSS = """.nb-output { overflow-x: auto; margin: 0 0 1em 0; }
 .nb-output table { font-size: 0.75rem; border-collapse: collapse; }
 .nb-output th, .nb-output td { padding: 0.1em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }
+.md-typeset td code { white-space: nowrap; }   /* names such as 01_losses.ipynb stay whole in narrow columns */
 """
 
 def build_docs(out='_site', root=None, nbs=None, verbose:bool=True) -> Path:

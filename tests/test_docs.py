@@ -75,3 +75,10 @@ def test_classes_are_shown_as_classes(site):
     text = lambda page: re.sub(r'<[^>]+>', '', (site/page).read_text()).replace('\n', ' ')
     assert 'class DataError(' in text('readers.html') and 'def DataError(' not in text('readers.html')
     assert 'class TrainConfig(' in text('train.html') and 'def train_speed(' in text('train.html')
+
+def test_source_links_point_at_the_notebooks(site):
+    "The notebooks are the source: an entry's [source] link opens the notebook it is exported from, on the repository of settings.ini."
+    import re
+    links = {h for p in site.glob('*.html') for h in re.findall(r'href="(https://github\.com/[^"]+)"', p.read_text())}
+    assert any(h.startswith('https://github.com/bts-nb/bts_nb/blob/main/nbs/') for h in links)
+    assert not [h for h in links if re.search(r'/bts_nb/\w+\.py', h)], "links to generated modules"
