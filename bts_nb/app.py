@@ -4,34 +4,50 @@
 
 # %% ../nbs/10_app.ipynb #22613fdd
 from __future__ import annotations
-import atexit, os, shutil, sys, tempfile
+import atexit, os, shutil, sys, tempfile, time
 from pathlib import Path
-import numpy as np
+import numpy as np, pandas as pd
 from PIL import Image
 from fastcore.script import call_parse, store_true
-from .readers import DataError
+from .readers import DataError, read_mask
 from .phantoms import synthetic_root
 from .inference import Segmenter, overlay, postprocess, read_input
+from .serialize import is_cv_folder, fold_dirs
 
 # %% auto #0
-__all__ = ['ALLOWED_SUFFIXES', 'MAX_PIXELS', 'SPACE_ENTRIES', 'SliceApp', 'build_app', 'example_slices', 'space_requirements',
+__all__ = ['ALLOWED_SUFFIXES', 'MAX_PIXELS', 'UNCERTAINTY_VMAX', 'START_MESSAGE', 'SPACE_ENTRIES', 'uncertainty_overlay',
+           'SliceApp', 'held_out_examples', 'example_slices', 'choose_examples', 'build_app', 'space_requirements',
            'write_space', 'bts_space', 'bts_app']
 
 # %% ../nbs/10_app.ipynb #72d11298
 ALLOWED_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff')
 MAX_PIXELS = 4096 * 4096
+UNCERTAINTY_VMAX = 0.25        # top of the colour bar: sd of P(tumour) across views (two views that say 0.15 and 0.85 give 0.49)
 
-def _colormap(u:np.ndarray, vmax:float=0.5) -> np.ndarray:
-    "RGB uint8 'magma' rendering of an uncertainty map (std of the TTA views, 0 to `vmax`)."
-    import matplotlib
-    return (matplotlib.colormaps['magma'](np.clip(u / vmax, 0, 1))[..., :3] * 255).astype(np.uint8)
+def uncertainty_overlay(img_u8:np.ndarray, unc:np.ndarray, mask=None, vmax:float=UNCERTAINTY_VMAX) -> np.ndarray:
+    "RGB uint8 figure: the slice in grey, the uncertainty `unc` (sd of P(tumour)) in 'magma' over it, a colour bar, and the mask's outline in blue."
+    from matplotlib.figure import Figure              # no pyplot: requests render concurrently, in threads
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    h, w = img_u8.shape[:2]
+    fig = Figure(figsize=(4.6, 4.0 * h / w), dpi=100); FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.01, 0.02, 0.72, 0.96)); cax = fig.add_axes((0.76, 0.1, 0.04, 0.8))
+    ax.imshow(img_u8, cmap='gray', interpolation='nearest')
+    alpha = np.clip(unc / (0.2 * vmax), 0, 1) * 0.85  # where the views agree (sd near 0) the anatomy shows through
+    im = ax.imshow(unc, cmap='magma', vmin=0, vmax=vmax, alpha=alpha, interpolation='nearest')
+    if mask is not None and mask.any(): ax.contour(mask, levels=[0.5], colors=['#2f7bff'], linewidths=0.8)
+    ax.axis('off')
+    cb = fig.colorbar(im, cax=cax); cb.solids.set_alpha(1)
+    cb.set_label('sd of P(tumour) across views', fontsize=8); cb.ax.tick_params(labelsize=7)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 class SliceApp:
-    "The web app's logic: an uploaded file -> overlay, uncertainty map, mask file and a message."
+    "The web app's logic: an uploaded file -> overlay, uncertainty overlay, mask file, a message and a note on the uncertainty."
     def __init__(self, model_dir, max_mb:float=10.0, out_dir:str|None=None, keep_results:int=64):
         self.model_dir, self.max_mb, self.keep_results = Path(model_dir), max_mb, keep_results
         self.segs = {False: Segmenter(model_dir, device='cpu'), True: Segmenter(model_dir, device='cpu', tta=True)}
         self.card = self.segs[False].card
+        self.n_models = len(self.segs[False].models)
         if out_dir is None:
             out_dir = tempfile.mkdtemp(prefix='bts_app_')
             atexit.register(shutil.rmtree, out_dir, ignore_errors=True)   # ours: removed when the app exits
@@ -59,53 +75,64 @@ class SliceApp:
         try: return read_input(p, self.card.get('channel'))      # the card's channel of a multi-channel file
         except DataError as e: raise DataError(f"{name}: {str(e).split(': ', 1)[-1]}") from None
 
+    def uncertainty_note(self, tta:bool) -> str:
+        "One line on what the uncertainty panel shows, or why it is empty."
+        views = (['2 flipped views'] if tta else []) + ([f'{self.n_models} fold models'] if self.n_models > 1 else [])
+        if not views: return ("*No uncertainty map: it is the spread of several predictions of the slice. "
+                              "Turn test-time augmentation on to get one.*")
+        return (f"*Uncertainty: how much the {' × '.join(views)} disagree on P(tumour), pixel by pixel. "
+                f"Bright = they disagree (read the outline there with care); clear = they agree.*")
+
     def run(self, path, threshold:float|None=None, tta:bool=True):
-        "Segment the upload: (overlay RGB, uncertainty RGB or None, mask PNG path, message). Bad input: Nones and the message."
+        "Segment the upload: (overlay RGB, uncertainty RGB or None, mask PNG path, message, uncertainty note). Bad input: Nones, the message and ''."
         try: img = self.check(path)
-        except DataError as e: return None, None, None, f"**Refused.** {e}"
-        seg = self.segs[bool(tta)]
+        except DataError as e: return None, None, None, f"**Refused.** {e}", ''
+        seg, t0 = self.segs[bool(tta)], time.perf_counter()
         thr = self.card['threshold'] if threshold is None else float(threshold)
         (prob,), (unc,) = seg.probs([img])
         mask = postprocess(prob > thr).astype(np.uint8)
+        seconds = time.perf_counter() - t0
         d = self._result_dir()
         mask_path = d/f"{Path(path).stem}_mask.png"
         Image.fromarray(mask * 255).save(mask_path)
-        area = int(mask.sum())
-        msg = (f"**Tumour area: {area} px** ({100 * area / mask.size:.2f} % of the {img.shape[1]}×{img.shape[0]} slice) "
-               f"at threshold {thr:.2f}" + (", mean of 2 flipped views" if tta else "") + ".")
-        if area == 0: msg += " No tumour found at this threshold."
-        return overlay(img, mask), (_colormap(unc) if unc is not None else None), str(mask_path), msg
+        area, (h, w) = int(mask.sum()), img.shape[:2]
+        msg = (f"**{Path(path).name}** · **Tumour area: {area} px** ({100 * area / mask.size:.2f} % of the {w}×{h} slice) "
+               f"at threshold {thr:.2f}" + (", mean of 2 flipped views" if tta else "") + "."
+               + (" No tumour found at this threshold." if area == 0 else "")
+               + f"\n\nModel input {self.card['size']}×{self.card['size']} px (the slice is resized to it and the result back); "
+               f"segmented in {seconds:.2f} s on the CPU.")
+        return overlay(img, mask), (uncertainty_overlay(img, unc, mask) if unc is not None else None), str(mask_path), msg, self.uncertainty_note(tta)
+
+    def on_upload(self, path, threshold:float|None=None, tta:bool=True):
+        "A new upload is segmented at once; a cleared upload clears every result, so nothing stale stays on screen."
+        if path is None: return None, None, None, START_MESSAGE, ''
+        return self.run(path, threshold, tta)
+
+START_MESSAGE = 'Upload a slice: it is segmented at once. Change the threshold or TTA and press **Segment** to run it again.'
 
 # %% ../nbs/10_app.ipynb #a4c2768a
-def build_app(model_dir, examples=None, max_mb:float=10.0, concurrency:int=4):
-    "A Gradio Blocks app for the model in `model_dir`; `examples`: a folder of example slices or a list of files."
-    os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
-    import gradio as gr
-    app = SliceApp(model_dir, max_mb=max_mb)
-    if examples is not None and not isinstance(examples, (list, tuple)):
-        examples = sorted(p for p in Path(examples).iterdir() if p.suffix.lower() in ALLOWED_SUFFIXES)
-    card = app.card
-    with gr.Blocks(title='bts_nb: brain-tumour segmentation', analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(f"## Brain-tumour segmentation of one MRI slice\n"
-                    f"Model: `{card['arch']}` at {card['size']} px, trained on {Path(str(card.get('data', ''))).name or 'synthetic data'}. "
-                    f"A research tool, not a medical device.")
-        with gr.Row():
-            with gr.Column():
-                upload = gr.File(label=f"MRI slice (png, jpg or tif, up to {max_mb:g} MB)", file_types=list(ALLOWED_SUFFIXES),
-                                 type='filepath', elem_id='upload')
-                threshold = gr.Slider(0.05, 0.95, value=float(card['threshold']), step=0.05, label='threshold on P(tumour)', elem_id='threshold')
-                tta = gr.Checkbox(value=True, label='test-time augmentation (flips; gives the uncertainty map)', elem_id='tta')
-                button = gr.Button('Segment', variant='primary', elem_id='segment')
-            with gr.Column():
-                message = gr.Markdown('Upload a slice and press **Segment**.', elem_id='message')
-                ov = gr.Image(label='prediction outline (red)', type='numpy', elem_id='overlay', interactive=False, height=320)
-                unc = gr.Image(label='uncertainty (std of the TTA views)', type='numpy', elem_id='uncertainty', interactive=False, height=320)
-                mask = gr.File(label='mask (PNG, 0/255, at the slice size)', elem_id='mask', interactive=False)
-        if examples: gr.Examples(examples=[[str(p)] for p in examples], inputs=[upload], label='example slices (synthetic phantoms)')
-        button.click(app.run, [upload, threshold, tta], [ov, unc, mask, message], concurrency_limit=concurrency, api_name='segment')
-    demo.queue(default_concurrency_limit=concurrency, max_size=32)
-    demo.max_mb = max_mb
-    return demo
+def held_out_examples(model_dir, n:int=3) -> tuple[list, str]:
+    "Up to `n` slices with a tumour from the held-out test (else validation) side of the model's own split, small to large tumour, and a label saying what they are; `([], '')` when that data is not at hand."
+    model_dir = Path(model_dir).expanduser()
+    cv = is_cv_folder(model_dir)
+    split = (fold_dirs(model_dir)[0] if cv else model_dir)/'split.csv'
+    if not split.exists(): return [], ''
+    df = pd.read_csv(split)
+    for side in ('test', 'valid'):
+        rows = df[df['split'] == side]
+        rows = rows[[Path(i).exists() and Path(m).exists() for i, m in zip(rows['image'], rows['mask'])]]
+        if len(rows): break
+    else: return [], ''
+    rows = rows.iloc[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), 60)).astype(int))]   # a spread of the side, read quickly
+    areas = np.array([int(read_mask(m).sum()) for m in rows['mask']])
+    rows, areas = rows[areas > 0], areas[areas > 0]
+    if not len(rows): return [], ''
+    order = np.argsort(areas, kind='stable')
+    picks = sorted({int(order[round(q * (len(order) - 1))]) for q in np.linspace(0.1, 0.9, n)})
+    data = Path(str(rows['image'].iloc[0])).parent.parent.name if 'source' not in rows else Path(str(rows['source'].iloc[0])).name
+    what = (f"slices of {data}, each held out by one of the fold models" if cv else
+            f"{'test' if side == 'test' else 'validation'} slices of {data} that the model never trained on")
+    return [Path(rows['image'].iloc[i]) for i in picks], what
 
 def example_slices(dest, n:int=3) -> list:
     "Copy `n` phantom slices with a tumour into `dest` as example inputs."
@@ -115,11 +142,60 @@ def example_slices(dest, n:int=3) -> list:
     picks = [with_tumour[i * len(with_tumour) // n] for i in range(n)]
     return [Path(shutil.copy(syn/'images'/m.name, dest/f'phantom_{m.stem}.png')) for m in picks]
 
+def choose_examples(model_dir, examples=None) -> tuple[list, str]:
+    "The app's example slices and their label: the files in the folder `examples`; else held-out slices of the model's own data; else phantoms."
+    if examples is not None:
+        folder = Path(examples).expanduser()
+        if not folder.is_dir(): raise FileNotFoundError(f"{examples}: no such folder of example slices")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in ALLOWED_SUFFIXES)
+        if not files: raise FileNotFoundError(f"{examples}: holds no png, jpg or tif slice")
+        return files, f"example slices from {folder.name}"
+    files, what = held_out_examples(model_dir)
+    if files: return files, what
+    return example_slices(tempfile.mkdtemp(prefix='bts_examples_')), "synthetic phantoms (the model's own data is not at hand)"
+
+def build_app(model_dir, examples=None, examples_label:str|None=None, max_mb:float=10.0, concurrency:int=4):
+    "A Gradio Blocks app for the model in `model_dir`; `examples`: a folder of example slices or a list of files (default: `choose_examples`)."
+    os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
+    import gradio as gr
+    app = SliceApp(model_dir, max_mb=max_mb)
+    if examples is None or not isinstance(examples, (list, tuple)):
+        examples, label = choose_examples(model_dir, examples)
+        examples_label = examples_label or label
+    card = app.card
+    kind = f"an ensemble of {app.n_models} fold models `{card['arch']}`" if app.n_models > 1 else f"`{card['arch']}`"
+    with gr.Blocks(title='bts_nb: brain-tumour segmentation', analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(f"## Brain-tumour segmentation of one MRI slice\n"
+                    f"Model: {kind}, input {card['size']}×{card['size']} px, trained on {Path(str(card.get('data') or '')).name or 'synthetic data'}. "
+                    f"A research tool, not a medical device.")
+        with gr.Row():
+            with gr.Column():
+                upload = gr.File(label=f"MRI slice (png, jpg or tif, up to {max_mb:g} MB)", file_types=list(ALLOWED_SUFFIXES),
+                                 type='filepath', elem_id='upload')
+                threshold = gr.Slider(0.05, 0.95, value=float(card['threshold']), step=0.05, label='threshold on P(tumour)', elem_id='threshold')
+                tta = gr.Checkbox(value=True, label='test-time augmentation (flips; gives the uncertainty map)', elem_id='tta')
+                button = gr.Button('Segment', variant='primary', elem_id='segment')
+                if examples: gr.Examples(examples=[[str(p)] for p in examples], inputs=[upload], label=f"examples: {examples_label or 'example slices'}",
+                                         elem_id='examples')
+            with gr.Column():
+                message = gr.Markdown(START_MESSAGE, elem_id='message')
+                ov = gr.Image(label='prediction outline (red)', type='numpy', elem_id='overlay', interactive=False, height=320)
+                unc = gr.Image(label='uncertainty over the slice (prediction outline in blue)', type='numpy', elem_id='uncertainty',
+                               interactive=False, height=320)
+                note = gr.Markdown('', elem_id='uncertainty_note')
+                mask = gr.File(label='mask (PNG, 0/255, at the slice size)', elem_id='mask', interactive=False)
+        outs = [ov, unc, mask, message, note]
+        upload.change(app.on_upload, [upload, threshold, tta], outs, concurrency_limit=concurrency, api_name='upload')
+        button.click(app.run, [upload, threshold, tta], outs, concurrency_limit=concurrency, api_name='segment')
+    demo.queue(default_concurrency_limit=concurrency, max_size=32)
+    demo.max_mb = max_mb
+    return demo
+
 # %% ../nbs/10_app.ipynb #85bbd8de
 _SPACE_APP = '''"""Hugging Face Space entry point, written by `bts_space` (bts_nb)."""
 from bts_nb.app import build_app
 
-demo = build_app('model', examples='examples')
+demo = build_app('model', examples='examples', examples_label=EXAMPLES_LABEL)
 
 if __name__ == '__main__':
     demo.launch(max_file_size=f"{demo.max_mb:g}mb")
@@ -153,8 +229,8 @@ def _is_our_space(out:Path) -> bool:
     try: return (out/'app.py').read_text().startswith(_SPACE_APP.splitlines()[0])
     except OSError: return False
 
-def write_space(model_dir, out, overwrite:bool=False) -> Path:
-    "Write a Hugging Face Space folder for the model in `model_dir` into `out`."
+def write_space(model_dir, out, overwrite:bool=False, examples=None) -> Path:
+    "Write a Hugging Face Space folder for the model in `model_dir` into `out`; `examples`: a folder of example slices (default: `choose_examples`)."
     import gradio, bts_nb
     model_dir, out = Path(model_dir).expanduser(), Path(out).expanduser()
     for f in ('model.safetensors', 'model_card.json'):
@@ -164,6 +240,7 @@ def write_space(model_dir, out, overwrite:bool=False) -> Path:
         raise ValueError(f"{out}: the Space folder must not be, contain or lie inside the model folder {model_dir}; choose another --out")
     if out.exists() and not out.is_dir(): raise FileExistsError(f"{out}: exists and is not a folder")
     card = Segmenter(model_dir, device='cpu').card                       # refuses a bad card, or one that does not fit its weights
+    example_files, label = choose_examples(model_dir, examples)
     reqs = space_requirements()
     if out.exists() and any(out.iterdir()):
         if not _is_our_space(out):
@@ -177,19 +254,21 @@ def write_space(model_dir, out, overwrite:bool=False) -> Path:
     for f in ('model.safetensors', 'model_card.json'): shutil.copy(model_dir/f, out/'model'/f)
     pkg = Path(bts_nb.__file__).parent
     shutil.copytree(pkg, out/'bts_nb', ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
-    example_slices(out/'examples')
+    (out/'examples').mkdir()
+    for f in example_files: shutil.copy(f, out/'examples'/Path(f).name)
     (out/'requirements.txt').write_text('\n'.join(reqs) + '\n')
     (out/'README.md').write_text(_space_readme(card, gradio.__version__), encoding='utf-8')
-    (out/'app.py').write_text(_SPACE_APP)                                # last: a folder with this app.py is complete
+    (out/'app.py').write_text(_SPACE_APP.replace('EXAMPLES_LABEL', repr(label)))                                # last: a folder with this app.py is complete
     return out
 
 @call_parse
 def bts_space(model:str=None,            # run folder with model.safetensors and model_card.json (required)
               out:str='space',           # folder to write
-              overwrite:store_true=False):  # replace a Space that bts_space wrote before
+              overwrite:store_true=False,  # replace a Space that bts_space wrote before
+              examples:str=None):        # folder of example slices (default: held-out slices of the model's data when at hand, else phantoms)
     "Write a Hugging Face Space (Gradio) folder for a trained model."
     if model is None: print("bts_space: --model is required (a run folder from bts_train)", file=sys.stderr); sys.exit(2)
-    try: print(f"Space written to {write_space(model, out, overwrite)}; run it with: cd {out} && python app.py")
+    try: print(f"Space written to {write_space(model, out, overwrite, examples)}; run it with: cd {out} && python app.py")
     except (FileNotFoundError, FileExistsError, ValueError, DataError) as e: print(f"bts_space: {e}", file=sys.stderr); sys.exit(2)
 
 @call_parse
@@ -197,9 +276,9 @@ def bts_app(model:str=None,              # run folder with model.safetensors and
             port:int=7860,               # port on 127.0.0.1
             host:str='127.0.0.1',        # interface to listen on (0.0.0.0 to serve the network)
             max_mb:float=10.0,           # largest upload accepted, in MB
-            examples:str=None):          # folder of example slices (default: three phantoms)
+            examples:str=None):          # folder of example slices (default: held-out slices of the model's data when at hand, else phantoms)
     "Serve the segmentation web app for a trained model."
     if model is None: print("bts_app: --model is required (a run folder from bts_train)", file=sys.stderr); sys.exit(2)
-    try: demo = build_app(model, examples=examples or example_slices(tempfile.mkdtemp()), max_mb=max_mb)
+    try: demo = build_app(model, examples=examples, max_mb=max_mb)
     except (FileNotFoundError, ValueError, DataError) as e: print(f"bts_app: {e}", file=sys.stderr); sys.exit(2)
     demo.launch(server_name=host, server_port=port, max_file_size=f"{max_mb:g}mb", share=False, show_error=False)

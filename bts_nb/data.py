@@ -23,7 +23,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
 __all__ = ['CODES', 'TUMOUR_CMAP', 'AUG_LEVELS', 'TumourMask', 'PILTumourMask', 'TensorMRI', 'PILMRI', 'TumourMaskBlock',
            'aug_pipeline', 'SegAugment', 'PerImageNormalize', 'SliceReader', 'row_channel', 'MaskReader', 'image_size',
            'seg_datablock', 'default_channel', 'data_sources', 'split_source', 'multi_source_split', 'table_channel',
-           'seg_dataloaders']
+           'split_sources', 'seg_dataloaders']
 
 # %% ../nbs/00c_data.ipynb #d5b19450
 from matplotlib.colors import ListedColormap
@@ -177,6 +177,12 @@ def table_channel(df:pd.DataFrame, default:int|None=None) -> int|None:
     if len(chans) > 1: raise DataError(f"the sources use different channels {sorted(chans)}; one model card can name only one")
     return chans.pop() if chans else default
 
+def split_sources(source=None, layout:str='auto', channel:int|None=None, **kwargs) -> pd.DataFrame:
+    "The verified, split pairs table of `source`: one dataset folder, several (a list, or 'a,b'), or None (the phantoms); each folder in its own layout and channel, split on its own."
+    sources = data_sources(source) or [synthetic_root()]
+    if len(sources) > 1: return multi_source_split(sources, layout, channel, **kwargs)
+    return split_source(sources[0], layout, channel=channel, **kwargs)
+
 def seg_dataloaders(source=None, layout:str='auto', size:int=256, bs:int=8, aug:str='light', valid_pct:float=0.2,
                     test_pct:float=0.0, seed:int=42, n_blocks:int=20, channel:int|None=None, split:pd.DataFrame|str|None=None,
                     verify:bool=True, num_workers:int=0, verbose:bool=True, **kwargs):
@@ -184,13 +190,8 @@ def seg_dataloaders(source=None, layout:str='auto', size:int=256, bs:int=8, aug:
     opts = dict(valid_pct=valid_pct, test_pct=test_pct, seed=seed, n_blocks=n_blocks, verify=verify, verbose=verbose)
     if split is not None:
         df = load_split(split) if isinstance(split, (str, Path)) else split
-    else:
-        sources = data_sources(source) or [synthetic_root()]
-        if len(sources) > 1: df = multi_source_split(sources, layout, channel, **opts)
-        else:
-            df = split_source(sources[0], layout, channel=channel, **opts)
-            channel = df.attrs['channel']
-    channel = table_channel(df, channel)
+    else: df = split_sources(source, layout, channel, **opts)
+    channel = table_channel(df, df.attrs.get('channel', channel))
     if verbose: print('split:', ', '.join(f'{k} {v}' for k, v in df.groupby('split').size().items()))
     rows = [r for _, r in df[df.split != 'test'].iterrows()]
     dls = seg_datablock(size, aug, channel, seed).dataloaders(rows, bs=bs, num_workers=num_workers, **kwargs)

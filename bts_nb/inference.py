@@ -207,7 +207,7 @@ def export_torchscript(exp_dir, dest=None) -> Path:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore', FutureWarning)   # torch 2.14 marks TorchScript deprecated; it still runs everywhere
         traced = torch.jit.trace(model, torch.randn(2, card['n_in'], card['size'], card['size']))
-    atomic_write(dest, lambda tmp: torch.jit.save(traced, tmp, _extra_files={'model_card.json': json.dumps(card)}))
+        atomic_write(dest, lambda tmp: torch.jit.save(traced, tmp, _extra_files={'model_card.json': json.dumps(card)}))
     return dest
 
 # %% ../nbs/06_inference.ipynb #4bcc9518

@@ -196,7 +196,7 @@ def read_pairs(root, layout:str='auto', verbose=True, **kwargs) -> pd.DataFrame:
     if layout == 'auto': layout = detect_layout(root)
     if layout not in LAYOUTS: raise DataError(f"unknown layout '{layout}'; choose one of {', '.join(LAYOUTS)} or 'auto'")
     df = LAYOUTS[layout](root, **kwargs)
-    if verbose: print(f"{root}: {describe_pairs(df)}")
+    if verbose: print(f"{root.name}: {describe_pairs(df)}")   # the folder's name: logs read the same on every machine
     return df
 
 def describe_pairs(df) -> str:

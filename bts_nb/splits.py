@@ -119,11 +119,19 @@ def cv_blocks(n:int, k:int, min_block:int=16) -> int:
                                            f"(blocks shorter than a patient would leak it), fewer than {k} folds: lower the folds or add data")
     return min(4 * k, n // min_block)
 
+def _cut_blocks(df:pd.DataFrame, k:int, n_blocks:int|None=None) -> pd.DataFrame:
+    "Blocks for the folds, cut in each source's own slice order (`block_split`'s cuts snap to patient boundaries); sources with patient ids need none."
+    parts = []
+    for _, part in df.groupby(df['source'] if 'source' in df else pd.Series(0, index=df.index), sort=False):
+        part = part.drop(columns=['block', 'split'], errors='ignore')
+        if part['patient'].isna().any(): part = block_split(part, 0.0, 0.0, n_blocks=n_blocks or cv_blocks(len(part), k)).drop(columns='split')
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
 def fold_groups(df:pd.DataFrame, k:int=5, seed:int=42, n_blocks:int|None=None) -> pd.DataFrame:
     "Adds `group` (patient, else block) and `fold` (0..k-1): whole groups per fold, dealt largest first to the fold with the fewest slices."
     if k < 2: raise DataError(f"fold_groups: k={k}; cross-validation needs at least 2 folds")
-    if df['patient'].isna().any():                          # cut the blocks for these folds (`block_split`'s cuts snap to patient boundaries)
-        df = block_split(df.drop(columns=['block', 'split'], errors='ignore'), 0.0, 0.0, n_blocks=n_blocks or cv_blocks(len(df), k)).drop(columns='split')
+    if df['patient'].isna().any(): df = _cut_blocks(df, k, n_blocks)
     df = df.copy()
     df['group'] = _group_key(df)
     sizes = df.groupby('group').size()

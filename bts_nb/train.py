@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_train.ipynb #ba89b788
 from __future__ import annotations
-import json, os, signal, sys, time, dataclasses
+import json, os, re, signal, sys, time, dataclasses
 import warnings
 with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
     warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
@@ -17,8 +17,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     import bts_nb
     from bts_nb.readers import read_mask, DataError, _few
     from bts_nb.splits import save_split, fold_groups, fold_split
-    from bts_nb.phantoms import synthetic_root
-    from bts_nb.data import seg_dataloaders, image_size, data_sources, split_source, multi_source_split, AUG_LEVELS
+    from bts_nb.data import seg_dataloaders, image_size, data_sources, split_sources, AUG_LEVELS
     from bts_nb.models import build_model, ARCHS
     from bts_nb.learner import seg_learner, encoder_splitter
     from bts_nb.leaks import check_split, describe_leaks
@@ -445,10 +444,20 @@ def check_cv_folder(out, resume:bool=False, overwrite:bool=False, data=None) -> 
         if not overwrite: raise FileExistsError(f"{out}: already holds a cross-validation; choose another --out, pass --resume to finish it, or --overwrite to replace it")
         return 'overwrite'
     if out.exists() and not out.is_dir(): raise FileExistsError(f"{out}: exists and is not a folder")
+    if out.is_dir() and _unfinished_cv_start(out): return 'overwrite'   # a start cut short before cv.json: only its own files, begun again
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: is not empty and does not hold a cross-validation ({_few(sorted(p.name for p in out.iterdir()))}); "
                               "cross-validation writes only into a new or empty folder, or over its own: choose another --out")
     return 'new'
+
+_START_FILES = re.compile(r'config\.yaml|folds\.csv|\.(config\.yaml|folds\.csv)\.\w+\.tmp')
+_FOLD_SPLIT = re.compile(r'fold_\d+\.csv|\.fold_\d+\.csv\.\w+\.tmp')
+
+def _unfinished_cv_start(out) -> bool:
+    "Does `out` hold only what `_start_cv` writes before `cv.json` (fold splits first, then folds.csv and config.yaml, and their temporary files)?"
+    splits = Path(out)/'splits'
+    if not splits.is_dir() or not any(splits.iterdir()) or not all(_FOLD_SPLIT.fullmatch(p.name) for p in splits.iterdir()): return False
+    return all(p == splits or (p.is_file() and _START_FILES.fullmatch(p.name)) for p in Path(out).iterdir())
 
 def _clear_cv_folder(out):
     "Delete what `cross_validate` wrote in `out` (its files, fold splits and fold runs); anything else stays."
@@ -457,16 +466,16 @@ def _clear_cv_folder(out):
             clear_run_folder(d)
             if not any(d.iterdir()): d.rmdir()
     for name in CV_FILES: (Path(out)/name).unlink(missing_ok=True)
-    for f in Path(out).glob('splits/fold_*.csv'): f.unlink()
+    for f in (Path(out)/'splits').glob('*'):
+        if _FOLD_SPLIT.fullmatch(f.name): f.unlink()
+    for f in Path(out).glob('.*.tmp'):
+        if _START_FILES.fullmatch(f.name): f.unlink()
     if (Path(out)/'splits').is_dir() and not any((Path(out)/'splits').iterdir()): (Path(out)/'splits').rmdir()
 
 # %% ../nbs/05_train.ipynb #9af1ae89
 def _all_pairs(cfg:TrainConfig, verbose:bool) -> pd.DataFrame:
     "Every verified pair of `cfg.data` (or the phantoms), with its patient or block: the table the folds are cut from."
-    sources = data_sources(cfg.data) or [synthetic_root()]
-    opts = dict(valid_pct=0.0, test_pct=0.0, seed=cfg.seed, verbose=verbose)
-    if len(sources) > 1: return multi_source_split(sources, cfg.layout, cfg.channel, **opts)
-    return split_source(sources[0], cfg.layout, channel=cfg.channel, **opts)
+    return split_sources(cfg.data, cfg.layout, cfg.channel, valid_pct=0.0, test_pct=0.0, seed=cfg.seed, verbose=verbose)
 
 def _start_cv(cfg:TrainConfig, out, folds:int, mode:str, verbose:bool):
     "Cut the folds (before the folder is touched), then write cv.json, config.yaml, folds.csv and one split file per fold."

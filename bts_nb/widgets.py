@@ -57,7 +57,11 @@ class PredictionExplorer:
         self.case = W.Dropdown(description='case')
         self.show_pred, self.show_truth = W.Checkbox(True, description='prediction'), W.Checkbox(True, description='ground truth')
         self.show_errors, self.zoom = W.Checkbox(False, description='error map'), W.Checkbox(False, description='zoom on tumour')
-        self.image, self.info = W.Image(format='png'), W.HTML()
+        self.prev, self.next = W.Button(description='◀ previous'), W.Button(description='next ▶')
+        self.prev.on_click(lambda _: self.step(-1)); self.next.on_click(lambda _: self.step(1))
+        self.image, self.info = W.Image(format='png', layout=W.Layout(max_width='640px')), W.HTML()
+        for w, name in ((self.threshold, 'threshold'), (self.case, 'case'), (self.prev, 'prev'), (self.next, 'next'), (self.show_errors, 'errors'),
+                        (self.image, 'image'), (self.info, 'info')): w.add_class(f'bts-explorer-{name}')   # handles for styling and browser tests
         self.threshold.observe(self._rethreshold, 'value')
         for w in (self.case, self.show_pred, self.show_truth, self.show_errors, self.zoom): w.observe(self._draw, 'value')
         self._rethreshold()
@@ -71,6 +75,11 @@ class PredictionExplorer:
         self.case.value = current if current is not None else int(order[0])
         self._draw()
 
+    def step(self, k:int=1):
+        "Move `k` cases along the list (worst first), wrapping round at either end."
+        order = [v for _, v in self.case.options]
+        self.case.value = order[(order.index(self.case.value) + k) % len(order)]
+
     def _draw(self, *_):
         i = self.case.value
         if i is None: return
@@ -81,7 +90,7 @@ class PredictionExplorer:
                            f"mean Dice of all {len(self.dice)}: {self.dice.mean():.3f}")
 
     def widget(self):
-        return W.VBox([W.HBox([self.case, self.threshold]), W.HBox([self.show_pred, self.show_truth, self.show_errors, self.zoom]),
+        return W.VBox([W.HBox([self.prev, self.case, self.next, self.threshold]), W.HBox([self.show_pred, self.show_truth, self.show_errors, self.zoom]),
                        self.info, self.image])
 
     def _ipython_display_(self): from IPython.display import display; display(self.widget())
@@ -92,11 +101,14 @@ class UploadSegmenter:
     def __init__(self, seg:Segmenter, max_mb:float=20):
         self.seg, self.max_mb = seg, max_mb
         self.upload = W.FileUpload(accept='.png,.jpg,.jpeg,.tif,.tiff', multiple=False)
-        self.image, self.info = W.Image(format='png'), W.HTML('Upload an MRI slice (png, jpg or tif).')
+        self.image, self.info = W.Image(format='png', layout=W.Layout(max_width='640px')), W.HTML('Upload an MRI slice (png, jpg or tif).')
+        self.image.layout.display = 'none'                     # shown once there is a result, not as an empty frame
+        for w, name in ((self.upload, 'upload'), (self.image, 'image'), (self.info, 'info')): w.add_class(f'bts-upload-{name}')
         self.upload.observe(self._on_upload, 'value')
 
     def segment_bytes(self, name:str, data:bytes):
-        "Segment an uploaded file's bytes; shows the result or a message."
+        "Segment an uploaded file's bytes; shows the result or a message (and then no image: nothing of an earlier upload stays)."
+        self.image.layout.display = 'none'
         if len(data) > self.max_mb * 2**20: self.info.value = f"<b>{name}</b>: larger than {self.max_mb} MB"; return
         suffix = Path(name).suffix.lower() or '.png'
         with tempfile.TemporaryDirectory() as d:
@@ -106,7 +118,7 @@ class UploadSegmenter:
                 try: img = read_slice_u8(p)
                 except DataError: self.info.value = f"<b>{name}</b>: not a usable image ({str(e).split(': ', 1)[-1]})"; return
         r = self.seg(img)
-        self.image.value = png_bytes(render_case(img, r['mask'], None, scale=1))
+        self.image.value = png_bytes(render_case(img, r['mask'], None, scale=1)); self.image.layout.display = None
         self.info.value = f"<b>{name}</b>: tumour area {r['area_px']} px ({100 * r['area_px'] / img.size:.2f} % of the slice)"
 
     def _on_upload(self, change):

@@ -35,3 +35,54 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try: yield b
         finally: b.close()
+
+
+def explorer_notebook(path, model, n:int=12, side:str='valid') -> Path:
+    """Write a notebook that opens both explorers on the model in `model`: `PredictionExplorer` on up to `n` slices of the
+    `side` of the model's own split (slices it never trained on), and `UploadSegmenter`."""
+    import nbformat
+    src = f'''import warnings; warnings.filterwarnings('ignore')
+import pandas as pd
+from bts_nb.inference import Segmenter
+from bts_nb.widgets import PredictionExplorer, UploadSegmenter
+seg = Segmenter({str(model)!r}, device='cpu')
+rows = pd.read_csv({str(Path(model)/'split.csv')!r})
+rows = rows[rows.split == {side!r}]
+rows = rows.iloc[::max(1, len(rows) // {n})][:{n}]
+PredictionExplorer(seg, rows.image.tolist(), rows['mask'].tolist())'''
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src), nbformat.v4.new_code_cell('UploadSegmenter(seg)')])
+    nb.metadata['kernelspec'] = dict(name='python3', display_name='Python 3', language='python')
+    nbformat.write(nb, str(path))
+    return Path(path)
+
+@contextlib.contextmanager
+def voila(notebook, timeout:float=120):
+    "Serve `notebook` with Voilà (its widgets as a web page, with a live kernel) on 127.0.0.1; yields (URL, log file)."
+    import subprocess, sys, time
+    notebook, port = Path(notebook), free_port()
+    log = open(notebook.with_suffix('.voila.log'), 'w+')
+    proc = subprocess.Popen([sys.executable, '-m', 'voila', notebook.name, '--no-browser', f'--port={port}', '--Voila.ip=127.0.0.1', '--show_tracebacks=True'],
+                            cwd=notebook.parent, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(int(timeout * 4)):
+            if proc.poll() is not None: log.seek(0); raise RuntimeError(f"voila exited: {log.read()[-3000:]}")
+            with socket.socket() as s:
+                if s.connect_ex(('127.0.0.1', port)) == 0: break
+            time.sleep(0.25)
+        else: raise RuntimeError(f"voila did not listen on port {port} in {timeout} s")
+        yield f"http://127.0.0.1:{port}/", log
+    finally:
+        proc.terminate()
+        try: proc.wait(15)
+        except subprocess.TimeoutExpired: proc.kill()
+
+def settled_text(page, selector:str, quiet_s:float=1.5, timeout:float=60) -> str:
+    "The text of `selector` once it has not changed for `quiet_s` seconds (widgets update in steps as a slider moves)."
+    import time
+    last, since, start = None, time.time(), time.time()
+    while time.time() - start < timeout:
+        t = page.locator(selector).inner_text()
+        if t != last: last, since = t, time.time()
+        elif time.time() - since >= quiet_s: return t
+        time.sleep(0.2)
+    raise TimeoutError(f"{selector} kept changing for {timeout} s")

@@ -1,6 +1,6 @@
 """The Gradio web app: started with `bts_app` on 127.0.0.1, driven in headless Chromium; bad uploads refused in the page;
 concurrent requests served; the Space folder written by `bts_space`."""
-import subprocess, sys, time, urllib.request
+import re, subprocess, sys, time, urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
@@ -36,12 +36,16 @@ def server(model, tmp_path_factory):
     except subprocess.TimeoutExpired: proc.kill()
 
 
+IDLE = "() => !/processing \\||queue: /.test(document.body.innerText)"     # Gradio's status trackers are gone
+
+
 def segment_in_page(page, url, path, wait_for):
+    "Open the page and upload `path`: the app segments it at once; returns the message once it names the file and `wait_for`."
     page.goto(url, wait_until='load')
     page.locator('#upload input[type=file]').set_input_files(str(path))
-    page.wait_for_timeout(500)
-    page.locator('#segment').click()
-    page.wait_for_function("t => document.querySelector('#message').innerText.includes(t)", arg=wait_for, timeout=60000)
+    page.wait_for_function("([n, t]) => { const m = document.querySelector('#message').innerText; return m.includes(n) && m.includes(t); }",
+                           arg=[Path(path).name, wait_for], timeout=60000)
+    page.wait_for_function(IDLE, timeout=60000)
     return page.locator('#message').inner_text()
 
 
@@ -54,12 +58,38 @@ def test_upload_segment_and_bad_files_in_chromium(model, server, tmp_path):
         errors = []
         page.on('pageerror', lambda e: errors.append(str(e)))
         msg = segment_in_page(page, url, data/'images'/'3.png', 'Tumour area')
-        assert 'px' in msg and 'threshold 0.50' in msg
+        assert 'px' in msg and 'threshold 0.50' in msg and '3.png' in msg
+        assert 'Model input 64×64 px' in msg and re.search(r'segmented in \d+\.\d\d s', msg)   # the input size and the time taken
         assert page.locator('#overlay img').count() == 1            # the overlay is shown
-        assert page.locator('#uncertainty img').count() == 1        # TTA is on by default
+        assert page.locator('#uncertainty img').count() == 1        # TTA is on by default: the uncertainty over the slice
+        assert 'disagree on P(tumour)' in page.locator('#uncertainty_note').inner_text()   # and one line on what it means
         assert page.locator('#mask a[download], #mask a').count() >= 1   # the mask can be downloaded
+        # the examples are held-out slices of the model's own data, and say so
+        assert 'never trained on' in page.inner_text('body')
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS/'app_result.png'), full_page=True)
+        # TTA off: no map, and the note says why
+        page.locator('#tta input').click()
+        page.locator('#segment').click()                          # Segment runs the same slice again with the new setting
+        page.wait_for_function("() => document.querySelector('#uncertainty_note').innerText.includes('No uncertainty map')", timeout=60000)
+        page.wait_for_function(IDLE, timeout=60000)
+        page.wait_for_function("() => document.querySelectorAll('#uncertainty img').length == 0", timeout=30000)
+        page.locator('#tta input').click()
+        # clearing the upload clears the results: nothing of the last slice stays on screen
+        page.locator('#upload button[aria-label="Clear"]').click()
+        page.wait_for_function("() => document.querySelector('#message').innerText.startsWith('Upload a slice')", timeout=30000)
+        assert page.locator('#overlay img').count() == 0 and page.locator('#uncertainty img').count() == 0
+        assert page.locator('#mask a').count() == 0
+        page.screenshot(path=str(ARTIFACTS/'app_cleared.png'), full_page=True)
+        # a new upload is segmented at once, with no press of Segment
+        page.locator('#upload input[type=file]').set_input_files(str(data/'images'/'4.png'))
+        page.wait_for_function("() => document.querySelector('#message').innerText.includes('4.png')", timeout=60000)
+        page.wait_for_function(IDLE, timeout=60000)
+        assert page.locator('#overlay img').count() == 1
+        # and an example replaces it, results included
+        page.locator('#examples button.gallery-item').first.click()
+        page.wait_for_function("() => !document.querySelector('#message').innerText.includes('4.png') && "
+                               "document.querySelector('#message').innerText.includes('Tumour area')", timeout=60000)
         # a file that is not an image: a message in the page, no stack trace
         (tmp_path/'fake.png').write_bytes(b'this is not an image')
         msg = segment_in_page(page, url, tmp_path/'fake.png', 'Refused')
@@ -71,6 +101,11 @@ def test_upload_segment_and_bad_files_in_chromium(model, server, tmp_path):
         page.screenshot(path=str(ARTIFACTS/'app_refused.png'), full_page=True)
         assert not errors, errors
     log.seek(0); assert 'Traceback' not in log.read()
+
+
+def test_bts_app_refuses_a_missing_examples_folder(model, tmp_path):
+    r = subprocess.run([BIN/'bts_app', '--model', str(model[1]), '--examples', str(tmp_path/'nowhere')], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and 'nowhere: no such folder of example slices' in r.stderr
 
 
 def test_concurrent_requests_and_size_limit(model, server, tmp_path):

@@ -1,5 +1,5 @@
 """The documentation site: built from the notebooks with `bts_docs`, served on 127.0.0.1, read in headless Chromium."""
-import subprocess, sys
+import re, subprocess, sys
 from pathlib import Path
 from urllib.parse import urljoin
 import pytest
@@ -57,6 +57,21 @@ def test_site_in_headless_chromium(site):
         page.wait_for_selector('.md-search-result__item', timeout=15000)
         assert page.locator('.md-search-result__item').count() >= 1
         assert 'metrics.html' in page.locator('.md-search-result__item a').first.get_attribute('href')
+
+MACHINE_PATH = re.compile(r'/tmp/|/root/|/home/|/work/|site-packages|\.\./\.\./shared|btscache')
+
+@needs_chromium
+def test_pages_as_read_show_no_bare_entry_and_no_machine_path(site):
+    "What a reader sees in the browser, page by page: no API entry reading 'Call self as a function.', no path of the build machine."
+    found = []
+    with static_server(site) as base, browser() as b:
+        page = b.new_page(viewport={'width': 1280, 'height': 900})
+        for p in sorted(site.glob('*.html')):
+            page.goto(urljoin(base + '/', p.name), wait_until='load')
+            text = page.inner_text('article')
+            found += [(p.name, 'Call self as a function.')] if 'Call self as a function.' in text else []
+            found += [(p.name, text[max(m.start() - 40, 0):m.end() + 40]) for m in MACHINE_PATH.finditer(text)]
+    assert not found, found
 
 def test_no_api_entry_without_a_description(site):
     "nbdev's show_doc writes 'Call self as a function.' for a function without a docstring: every exported entry has its own."
