@@ -4,7 +4,8 @@
 
 # %% ../nbs/06_inference.ipynb #9fa1adcc
 from __future__ import annotations
-import json, sys
+import json, os, re, sys
+from functools import partial
 import warnings
 with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
     warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
@@ -16,10 +17,14 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from bts_nb.readers import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, _stems, _order_key
     from bts_nb.serialize import atomic_write, SaveError, load_model, load_ensemble
     from bts_nb.metrics import image_metrics, mask_outline
+    from tqdm import tqdm
+    from bts_nb.streaming import (PredictionLog, stream_batches, shard_files, parse_shard, shard_log_name, weights_sha256,
+                                  merge_shards)
 
 # %% auto #0
-__all__ = ['CSV_COLUMNS', 'OUTPUT_SUFFIXES', 'preprocess', 'postprocess', 'Segmenter', 'overlay', 'read_input', 'predict_files',
-           'find_inputs', 'export_torchscript', 'check_out_for_inputs', 'bts_predict']
+__all__ = ['CSV_COLUMNS', 'OUTPUT_SUFFIXES', 'OUTPUTS', 'preprocess', 'postprocess', 'Segmenter', 'overlay', 'read_input',
+           'load_for_model', 'predict_files', 'find_inputs', 'export_torchscript', 'check_out_for_inputs',
+           'default_workers', 'bts_predict', 'merge_predictions', 'bts_predict_merge']
 
 # %% ../nbs/06_inference.ipynb #41ba4baa
 def preprocess(img_u8:np.ndarray, size:int) -> torch.Tensor:
@@ -52,6 +57,11 @@ class Segmenter:
         self.model = self.models[0]
         self.size, self.tta, self.min_size, self.keep_largest = self.card['size'], tta, min_size, keep_largest
         self.threshold = self.card['threshold'] if threshold is None else threshold
+        self.weights_sha256 = weights_sha256(exp_dir)
+
+    def settings(self) -> dict:
+        "What decides this segmenter's masks: the weights (sha256), threshold, TTA and post-processing."
+        return dict(model_sha256=self.weights_sha256, threshold=self.threshold, tta=self.tta, min_size=self.min_size, keep_largest=self.keep_largest)
 
     def _views(self, x):
         vs = [(x, lambda p: p)]
@@ -59,15 +69,18 @@ class Segmenter:
         if self.tta == 'full': vs.append((x.flip(-2), lambda p: p.flip(-2)))
         return vs
 
-    @torch.no_grad()
     def probs(self, imgs_u8:list) -> tuple[list, list]:
         "Probability maps (the mean over TTA views and ensemble members) and uncertainty maps (their sd; None for one model without TTA) at each image's own size."
-        x = torch.cat([preprocess(im, self.size) for im in imgs_u8]).to(self.device)
+        return self.probs_from(torch.cat([preprocess(im, self.size) for im in imgs_u8]), [im.shape[:2] for im in imgs_u8])
+
+    @torch.no_grad()
+    def probs_from(self, x:torch.Tensor, shapes:list) -> tuple[list, list]:
+        "`probs` of a batch already preprocessed (N, 1, size, size), resized back to `shapes` (each (H, W))."
+        x = x.to(self.device)
         views = torch.stack([undo(torch.sigmoid(m(v).float())) for m in self.models for v, undo in self._views(x)])   # (V, N, 1, s, s)
         mean, std = views.mean(0), (views.std(0) if len(views) > 1 else None)
         out_p, out_u = [], []
-        for i, im in enumerate(imgs_u8):
-            hw = im.shape[:2]
+        for i, hw in enumerate(shapes):
             out_p.append(F.interpolate(mean[i:i+1], size=hw, mode='bilinear', align_corners=False)[0, 0].cpu().numpy())
             out_u.append(None if std is None else F.interpolate(std[i:i+1], size=hw, mode='bilinear', align_corners=False)[0, 0].cpu().numpy())
         return out_p, out_u
@@ -95,7 +108,7 @@ def overlay(img_u8:np.ndarray, pred=None, truth=None) -> np.ndarray:
 
 # %% ../nbs/06_inference.ipynb #42f68915
 CSV_COLUMNS = ['file', 'status', 'error', 'height', 'width', 'tumour_px', 'prob_max', 'prob_mean_in_mask',
-               'uncertainty_mean_in_mask', 'has_truth', 'dice', 'iou', 'hd95']
+               'uncertainty_mean_in_mask', 'has_truth', 'dice', 'iou', 'hd95', 'model_sha256']
 
 def read_input(path, channel:int|None=None) -> np.ndarray:
     "8-bit slice for the model: `channel` of a multi-channel file (a single-channel file is used as it is)."
@@ -104,11 +117,25 @@ def read_input(path, channel:int|None=None) -> np.ndarray:
         if channel is not None and 'is single-channel' in str(e): return read_slice_u8(path, None)
         raise
 
+def load_for_model(path, channel:int|None, size:int) -> tuple[np.ndarray, torch.Tensor]:
+    "The 8-bit slice and its (1, size, size) model input: what a streaming worker makes of one file."
+    img = read_input(path, channel)
+    return img, preprocess(img, size)[0]
+
 def _save_png(arr, path): atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format='PNG'))
 
 OUTPUT_SUFFIXES = ('_mask.png', '_overlay.png', '_uncertainty.png')
+OUTPUTS = ('mask', 'overlay', 'uncertainty')
 
-def _check_outputs(images, truths, out, overwrite):
+def _check_save(save) -> tuple:
+    "The outputs to write: a subset of `OUTPUTS`, given as a sequence or a comma-separated string ('none' or '' for the table only)."
+    names = [s.strip() for s in save.split(',')] if isinstance(save, str) else list(save)
+    names = [s for s in names if s and s != 'none']
+    bad = [s for s in names if s not in OUTPUTS]
+    if bad: raise ValueError(f"save {','.join(bad)}: choose among {', '.join(OUTPUTS)} (comma-separated), or none for the table only")
+    return tuple(s for s in OUTPUTS if s in names)
+
+def _check_outputs(images, truths, out, overwrite, csv_name='predictions.csv'):
     "Refuse inputs whose outputs would collide with each other, with an input, or (without `overwrite`) with existing files."
     by_stem = {}
     for p in images: by_stem.setdefault(Path(p).stem, []).append(Path(p))
@@ -117,62 +144,60 @@ def _check_outputs(images, truths, out, overwrite):
         s, ps = next(iter(dup.items()))
         raise DataError(f"{ps[0]} and {ps[1]} share the stem '{s}': both would be written as {s}_mask.png; rename one"
                         + (f" ({len(dup)} such stems)" if len(dup) > 1 else ''))
-    outputs = {(out/f'{s}{suf}').resolve() for s in by_stem for suf in OUTPUT_SUFFIXES} | {(out/'predictions.csv').resolve()}
+    outputs = {(out/f'{s}{suf}').resolve() for s in by_stem for suf in OUTPUT_SUFFIXES} | {(out/csv_name).resolve(), (out/csv_name).with_suffix('.json').resolve()}
     inputs = {Path(p).resolve() for p in list(images) + list(truths.values())}
     hit = sorted(outputs & inputs)
     if hit: raise FileExistsError(f"{hit[0]}: is an input, and an output would overwrite it; choose another --out")
     if not overwrite:
         clash = [out/f'{s}_mask.png' for s in by_stem if (out/f'{s}_mask.png').exists()]
-        if clash: raise FileExistsError(f"{out}: already holds {len(clash)} of these outputs (e.g. {clash[0].name}); "
-                                        "choose another --out, or pass --overwrite (overwrite=True in Python)")
+        if clash: raise FileExistsError(f"{out}: already holds {len(clash)} of these outputs (e.g. {clash[0].name}); choose another --out, "
+                                        "pass --resume to continue the run that wrote them, or pass --overwrite (overwrite=True in Python)")
 
 def predict_files(seg:Segmenter, images:list, out, truths:dict|None=None, channel:int|None=None, bs:int=8,
-                  overwrite:bool=False, verbose:bool=True) -> pd.DataFrame:
-    "Segment `images` (paths) into `out`; `truths` maps an image path to its mask path. Returns the CSV table."
-    out, truths = Path(out).expanduser(), truths or {}
-    _check_outputs(images, truths, out, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    def save_table():
-        table = pd.DataFrame(rows).reindex(columns=CSV_COLUMNS)
-        atomic_write(out/'predictions.csv', lambda tmp: table.to_csv(tmp, index=False))
-        return table
+                  overwrite:bool=False, verbose:bool=True, resume:bool=False, shard:str|tuple|None=None, workers:int=0,
+                  save=OUTPUTS, progress:bool=False) -> pd.DataFrame:
+    "Segment `images` (paths) into `out`; `truths` maps an image path to its mask path. Returns the CSV table (of this shard)."
+    out, truths, save = Path(out).expanduser(), truths or {}, _check_save(save)
+    shard = parse_shard(shard) if isinstance(shard, str) else shard
+    images = shard_files(images, shard)
+    csv = out/(shard_log_name(*shard) if shard else 'predictions.csv')
+    _check_outputs(images, truths, out, overwrite or resume, csv.name)
+    log = PredictionLog(csv, CSV_COLUMNS, {**seg.settings(), 'channel': channel, 'save': list(save)},
+                        'overwrite' if overwrite else 'resume' if resume else 'new')
+    done = log.done() if resume else set()
+    todo = [p for p in images if Path(p).name not in done]
+    if verbose and done: print(f"resuming {csv.name}: {len(images) - len(todo)} of {len(images)} slices done earlier by this model, {len(todo)} to go")
+    bar = tqdm(total=len(images), initial=len(images) - len(todo), unit='slice', disable=not progress, mininterval=1, file=sys.stderr, dynamic_ncols=True)
     try:
-        for i in range(0, len(images), bs):
-            batch, loaded = images[i:i+bs], []
-            for p in batch:
-                try: loaded.append((p, read_input(p, channel), None))
-                except DataError as e: loaded.append((p, None, str(e)))
-            good = [(p, im) for p, im, err in loaded if err is None]
-            probs, uncs = seg.probs([im for _, im in good]) if good else ([], [])
-            results = {str(p): (im, pr, u) for (p, im), pr, u in zip(good, probs, uncs)}
-            for p, im, err in loaded:
+        for batch in stream_batches(todo, partial(load_for_model, channel=channel, size=seg.size), bs, workers):
+            good = [(p, *item) for p, item, err in batch if err is None]          # (path, slice, model input)
+            probs, uncs = seg.probs_from(torch.stack([x for *_, x in good]), [img.shape[:2] for _, img, _ in good]) if good else ([], [])
+            results = {str(p): (img, pr, u) for (p, img, _), pr, u in zip(good, probs, uncs)}
+            rows = []
+            for p, _, err in batch:
                 row = dict(file=str(p), status='error', error=err)
                 if err is None:
-                    try: row = _write_outputs(seg, p, *results[str(p)], truths.get(str(p)), out)
+                    try: row = _write_outputs(seg, p, *results[str(p)], truths.get(str(p)), out, save)
                     except DataError as e: row = dict(file=str(p), status='error', error=str(e))
-                rows.append(row)
-            table = save_table()                          # what is finished is on disk, whatever happens next
-    except BaseException:
-        if rows:
-            try: save_table()
-            except SaveError: pass
-        raise
-    if not images: table = save_table()
+                rows.append({**row, 'model_sha256': seg.weights_sha256})
+            log.append(rows)                              # after the batch's files: a row in the CSV is a slice finished
+            bar.update(len(batch))
+    finally: bar.close()
+    table = log.read()
     if verbose:
         n_err = int((table.status == 'error').sum())
-        msg = f"{len(table) - n_err} of {len(table)} images segmented into {out}" + (f"; {n_err} failed (see predictions.csv)" if n_err else '')
+        msg = f"{len(table) - n_err} of {len(table)} images segmented into {out}" + (f"; {n_err} failed (see {csv.name})" if n_err else '')
         if table.has_truth.fillna(False).astype(bool).any(): msg += f"; mean Dice {table.dice.mean():.4f} over {int(table.dice.notna().sum())} with ground truth"
         print(msg)
     return table
 
-def _write_outputs(seg, path, img, prob, unc, truth_path, out):
+def _write_outputs(seg, path, img, prob, unc, truth_path, out, save=OUTPUTS):
     stem = Path(path).stem
     mask = seg.mask(prob)
     truth = read_mask(truth_path, img.shape, path) if truth_path else None
-    _save_png(mask * 255, out/f'{stem}_mask.png')
-    _save_png(overlay(img, mask, truth), out/f'{stem}_overlay.png')
-    if unc is not None: _save_png((np.clip(unc / 0.5, 0, 1) * 255).astype(np.uint8), out/f'{stem}_uncertainty.png')
+    if 'mask' in save: _save_png(mask * 255, out/f'{stem}_mask.png')
+    if 'overlay' in save: _save_png(overlay(img, mask, truth), out/f'{stem}_overlay.png')
+    if unc is not None and 'uncertainty' in save: _save_png((np.clip(unc / 0.5, 0, 1) * 255).astype(np.uint8), out/f'{stem}_uncertainty.png')
     m = mask.astype(bool)
     row = dict(file=str(path), status='ok', error=None, height=img.shape[0], width=img.shape[1], tumour_px=int(m.sum()),
                prob_max=float(prob.max()), prob_mean_in_mask=float(prob[m].mean()) if m.any() else None,
@@ -219,6 +244,10 @@ def check_out_for_inputs(out, input, model=None):
     if model is not None and out == Path(model).expanduser().resolve():
         raise ValueError(f"{out}: is the model's folder; choose another --out")
 
+def default_workers() -> int:
+    "Loader processes for `bts_predict`: with a GPU, enough to feed it (up to 8); on a CPU none, the model keeps the cores (a reader gained nothing on 2 cores: bench/archive.py)."
+    return min(8, max(1, (os.cpu_count() or 1) - 2)) if torch.cuda.is_available() else 0
+
 @call_parse
 def bts_predict(
     model:str=None,              # a bts_train run folder (model.safetensors + model_card.json), or a --folds folder: its folds' mean
@@ -231,23 +260,64 @@ def bts_predict(
     bs:int=8,                    # images per forward pass
     device:str='auto',           # cpu, cuda or auto
     channel:int=None,            # channel of multi-channel images (default: the model card's)
+    save:str='mask,overlay,uncertainty',  # outputs per slice, comma-separated; none: predictions.csv only
+    workers:int=None,            # loader processes reading ahead (default: none on a CPU, up to 8 with a GPU)
+    shard:str=None,              # i/n: segment only part i (0..n-1) of n of the inputs, into predictions.shard-i-of-n.csv
+    resume:store_true=False,     # continue an interrupted run in --out: skip slices already in its CSV (same model and settings)
     overwrite:store_true=False,  # replace outputs already in --out
 ):
     "Segment brain-MRI slices with a trained bts_nb model."
     missing = [n for n, v in (('--model', model), ('--input', input), ('--out', out)) if v is None]
     if missing: print(f"bts_predict: {', '.join(missing)} required", file=sys.stderr); sys.exit(2)
     if tta not in ('none', 'flip', 'full'): print(f"bts_predict: --tta {tta}: choose none, flip or full", file=sys.stderr); sys.exit(2)
+    if resume and overwrite: print("bts_predict: --resume and --overwrite both given: choose one", file=sys.stderr); sys.exit(2)
+    try: shard_ix = parse_shard(shard)
+    except ValueError as e: print(f"bts_predict: {e}", file=sys.stderr); sys.exit(2)
+    csv = Path(out)/(shard_log_name(*shard_ix) if shard_ix else 'predictions.csv')
     try:
         check_out_for_inputs(out, input, model)
         seg = Segmenter(model, device=device, tta={'none': False, 'flip': True, 'full': 'full'}[tta], threshold=threshold,
                         min_size=min_size, keep_largest=keep_largest)
         if 'ensemble' in seg.card: print(f"{model}: an ensemble of {seg.card['ensemble']['n_models']} fold models, their probabilities averaged")
         files, truths = find_inputs(input)
-        table = predict_files(seg, files, out, truths, channel if channel is not None else seg.card.get('channel'), bs, overwrite)
+        table = predict_files(seg, files, out, truths, channel if channel is not None else seg.card.get('channel'), bs, overwrite,
+                              resume=resume, shard=shard_ix, workers=default_workers() if workers is None else workers, save=save, progress=True)
+        if shard_ix: print(f"shard {shard_ix[0]}/{shard_ix[1]} finished; once all {shard_ix[1]} are: bts_predict_merge --input {input} --out {out}")
     except SaveError as e:
-        print(f"bts_predict: {e.msg}; {Path(out)/'predictions.csv'} lists the images finished before it", file=sys.stderr); sys.exit(1)
+        print(f"bts_predict: {e.msg}; {csv} lists the images finished before it: continue with --resume", file=sys.stderr); sys.exit(1)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {Path(out)/'predictions.csv'} lists the images finished before it", file=sys.stderr); sys.exit(130)
+        print(f"\ninterrupted: {csv} lists the images finished before it: continue with --resume", file=sys.stderr); sys.exit(130)
     except (DataError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"bts_predict: {e}", file=sys.stderr); sys.exit(2)
     sys.exit(1 if (table.status == 'error').any() else 0)
+
+def merge_predictions(input, out, shards:int|None=None) -> pd.DataFrame:
+    "Merge the shard logs in `out` (of `shards` parts; default: the number their names give) into out/predictions.csv, once every input of `input` is in exactly one."
+    out = Path(out).expanduser()
+    found = {int(m[2]) for f in out.glob('predictions.shard-*-of-*.csv') if (m := re.fullmatch(r'predictions\.shard-(\d+)-of-(\d+)\.csv', f.name))}
+    if shards is None:
+        if not found: raise FileNotFoundError(f"{out}: no shard logs (predictions.shard-i-of-n.csv) to merge")
+        if len(found) > 1: raise ValueError(f"{out}: holds shard logs of {sorted(found)} parts; say which with --shards")
+        shards = found.pop()
+    dest = out/'predictions.csv'
+    if dest.exists() and 'merged_from' not in (json.loads(dest.with_suffix('.json').read_text()) if dest.with_suffix('.json').exists() else {}):
+        raise FileExistsError(f"{dest}: exists and is not a merge of shards; choose another --out")
+    files, _ = find_inputs(input)
+    table = merge_shards(out, files, shards)
+    settings = json.loads((out/shard_log_name(0, shards)).with_suffix('.json').read_text())
+    atomic_write(dest, lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(dest.with_suffix('.json'), lambda tmp: Path(tmp).write_text(json.dumps({**settings, 'merged_from': shards}, indent=2)))
+    return table
+
+@call_parse
+def bts_predict_merge(
+    input:str=None,              # the --input the shards were given
+    out:str=None,                # the folder holding the shards' predictions.shard-i-of-n.csv
+    shards:int=None,             # n, the number of parts (default: what the files' names say)
+):
+    "Check that the shards of a `bts_predict --shard i/n` run cover every input exactly once, and write their predictions.csv."
+    if input is None or out is None: print("bts_predict_merge: --input and --out required", file=sys.stderr); sys.exit(2)
+    try: table = merge_predictions(input, out, shards)
+    except (DataError, FileNotFoundError, FileExistsError, ValueError) as e: print(f"bts_predict_merge: {e}", file=sys.stderr); sys.exit(2)
+    n_err = int((table.status == 'error').sum())
+    print(f"{len(table)} slices, each in exactly one shard: {Path(out)/'predictions.csv'}" + (f"; {n_err} failed (status error)" if n_err else ''))

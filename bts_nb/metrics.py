@@ -133,13 +133,17 @@ def _probs(pred):
     pred = pred[0] if isinstance(pred, (tuple, list)) else pred
     return torch.sigmoid(pred.as_subclass(torch.Tensor).float())[:, 0]
 
+def _gathered(learn, x):
+    "`x` of this batch from every process of a distributed run (fastai's `to_detach`, which also drops the padding `DistributedDL` adds); `x` itself in one process."
+    return learn.to_detach(x) if hasattr(learn, 'to_detach') else x
+
 class PerImageMetric(Metric):
     "Mean over validation images of a per-image score `fn(pred_mask, targ_mask)`."
     def __init__(self, fn, name:str, threshold:float=0.5): self.fn, self._name, self.threshold = fn, name, threshold
     def reset(self): self.vals = []
     def accumulate(self, learn):
-        preds = (_probs(learn.pred) > self.threshold).cpu().numpy()
-        targs = learn.y.as_subclass(torch.Tensor).cpu().numpy() > 0
+        preds = (_probs(_gathered(learn, learn.pred)) > self.threshold).cpu().numpy()
+        targs = _gathered(learn, learn.y).as_subclass(torch.Tensor).cpu().numpy() > 0
         self.vals += [self.fn(p, t) for p, t in zip(preds, targs)]
     @property
     def value(self): return float(np.nanmean(self.vals)) if self.vals else None
@@ -151,8 +155,8 @@ class GlobalDice(Metric):
     def __init__(self, threshold:float=0.5): self.threshold = threshold
     def reset(self): self.inter = self.total = 0
     def accumulate(self, learn):
-        p = _probs(learn.pred) > self.threshold
-        t = learn.y.as_subclass(torch.Tensor) > 0
+        p = _probs(_gathered(learn, learn.pred)) > self.threshold
+        t = _gathered(learn, learn.y).as_subclass(torch.Tensor).cpu() > 0
         self.inter += int((p & t).sum()); self.total += int(p.sum() + t.sum())
     @property
     def value(self): return 2 * self.inter / self.total if self.total else 1.0

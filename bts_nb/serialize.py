@@ -53,9 +53,13 @@ def remove_stale_temps(folder) -> list:
     for p in stale: p.unlink(missing_ok=True)
     return stale
 
+def _unwrapped(model):
+    "The model inside a `DistributedDataParallel` wrapper (distributed training), so that its keys do not gain a `module.` prefix."
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
 def save_weights(model, path):
     "The model's state_dict as safetensors at `path` (atomically)."
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in _unwrapped(model).state_dict().items()}
     return atomic_write(path, lambda tmp: save_file(state, tmp))
 
 def read_safetensors(path) -> dict:
@@ -86,7 +90,7 @@ def _plain(v):
 
 def save_checkpoint(path, model, opt, epochs_done:int, train_seconds:float=0.0):
     "Model and fastai optimiser state, epochs done and training seconds, as one safetensors file (no pickle)."
-    tensors = {f'model/{k}': v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f'model/{k}': v.detach().cpu().clone().contiguous() for k, v in _unwrapped(model).state_dict().items()}
     state = opt.state_dict() if opt is not None else {'state': [], 'hypers': []}
     extras = []
     for i, s in enumerate(state['state']):

@@ -26,7 +26,9 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from bts_nb.metrics import per_image_metrics, summarize_metrics, summarize_folds
     import matplotlib.pyplot as plt
     from bts_nb.callbacks import (training_callbacks, check_precision, resolve_precision, boundary_ramp, resume_from_checkpoint, fit_one_cycle_from,
-                                  EpochLog, KeepBest)
+                                  EpochLog, KeepBest, EpochCheckpoint)
+    from bts_nb.distributed import is_distributed, is_main_process, init_distributed, barrier, broadcast_object, launch, backend, world_size, single_process
+    from contextlib import nullcontext
     from bts_nb.serialize import load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError, save_card, is_cv_folder, fold_dirs
 
 # %% auto #0
@@ -257,7 +259,11 @@ def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_ep
                 split='split.csv', split_counts=dls.pairs.groupby('split').size().to_dict(), metrics=summary,
                 n_params=sum(p.numel() for p in learn.model.parameters()), torch=torch.__version__, pretrained=cfg.pretrained,
                 encoder_weights=_encoder_weights(cfg), split_source=cfg.split or 'made by bts_train', split_leak_check=leak_check,
-                allow_leaky_split=cfg.allow_leaky_split, **(budget or {}))
+                allow_leaky_split=cfg.allow_leaky_split, processes=_processes(), global_batch=cfg.bs * _processes(), **(budget or {}))
+
+def _processes() -> int:
+    "How many processes trained together (torchrun's world size; 1 without it)."
+    return world_size()
 
 def _encoder_weights(cfg) -> dict|None:
     "Where the encoder's starting weights came from (package, version, sha256), for a pretrained run."
@@ -291,21 +297,25 @@ def _plain_log(learn, n_epochs):
     learn.logger = log
 
 # %% ../nbs/05_train.ipynb #f5e252f8
+def _epoch_log(log_path, resume_epochs) -> list:
+    "`EpochLog` into `log_path`, or nothing (the processes of a distributed run other than the first write no files)."
+    return [EpochLog(log_path, resume_epochs=resume_epochs)] if log_path else []
+
 def _fit(learn, cfg:TrainConfig, start:int, cbs:list, log_path, resume:bool):
     "Train epochs `start`.. of `cfg`: one cycle from scratch, or fastai's fine_tune schedule (frozen, then unfrozen) from pretrained weights."
     n_frozen = min(cfg.freeze_epochs, cfg.epochs - 1) if cfg.pretrained else 0
     if start < n_frozen:
         learn.freeze()
-        fit_one_cycle_from(learn, n_frozen, cfg.lr, start, cbs=cbs + [EpochLog(log_path, resume_epochs=start if resume else None)], pct_start=0.99)
+        fit_one_cycle_from(learn, n_frozen, cfg.lr, start, cbs=cbs + _epoch_log(log_path, start if resume else None), pct_start=0.99)
         for c in cbs:
             if isinstance(c, KeepBest): c.reset_on_fit = False              # the best epoch is the best of both phases
     begin = max(start, n_frozen)
     if begin >= cfg.epochs: return
-    log = EpochLog(log_path, resume_epochs=begin if (resume or n_frozen) else None)
-    if not n_frozen: return fit_one_cycle_from(learn, cfg.epochs, cfg.lr, begin, cbs=cbs + [log])
+    log = _epoch_log(log_path, begin if (resume or n_frozen) else None)
+    if not n_frozen: return fit_one_cycle_from(learn, cfg.epochs, cfg.lr, begin, cbs=cbs + log)
     learn.unfreeze()
     lr = cfg.lr / 2
-    fit_one_cycle_from(learn, cfg.epochs - n_frozen, slice(lr / cfg.lr_mult, lr), begin - n_frozen, cbs=cbs + [log],
+    fit_one_cycle_from(learn, cfg.epochs - n_frozen, slice(lr / cfg.lr_mult, lr), begin - n_frozen, cbs=cbs + log,
                        pct_start=0.3, div=5.0, offset=n_frozen)
 
 # %% ../nbs/05_train.ipynb #16a7ab63
@@ -350,13 +360,14 @@ def _run_callbacks(cfg:TrainConfig, out, learn, resume:bool, verbose:bool) -> tu
     ckpt = checkpoint_file(out) if resume else None
     seconds_before = checkpoint_info(ckpt).get('train_seconds', 0.0) if ckpt else 0.0
     cbs = training_callbacks(out, patience=cfg.patience, precision=cfg.precision, seconds_before=seconds_before)
+    if not is_main_process(): cbs = [c for c in cbs if not isinstance(c, (KeepBest, EpochCheckpoint))]   # rank 0 alone writes
     if cfg.boundary_ramp: cbs.append(boundary_ramp(cfg.boundary_ramp))
     if not sys.stdout.isatty(): _plain_log(learn, cfg.epochs)
     start = 0
     if ckpt:
         start = resume_from_checkpoint(learn, ckpt)
-        keep = next(c for c in cbs if isinstance(c, KeepBest))
-        keep.best, keep.reset_on_fit = float(pd.read_csv(out/'metrics.csv').iloc[:start]['dice'].max()), False
+        for keep in (c for c in cbs if isinstance(c, KeepBest)):
+            keep.best, keep.reset_on_fit = float(pd.read_csv(out/'metrics.csv').iloc[:start]['dice'].max()), False
         if verbose: print(f"resuming {out} after epoch {start} of {cfg.epochs} (best Dice so far {keep.best:.4f})")
     return start, seconds_before, cbs
 
@@ -367,8 +378,12 @@ def _saved_epochs(out) -> int:
 def _fit_keeping_epochs(learn, cfg:TrainConfig, out, start:int, cbs:list, resume:bool, mode:str) -> float:
     "Fit; on Ctrl-C or SIGTERM keep the finished epochs (a run with none is cleared) and say how to go on. Returns the seconds spent."
     old, t0 = signal.signal(signal.SIGTERM, _on_sigterm), time.time()
-    try: _fit(learn, cfg, start, cbs, out/'metrics.csv', resume)
+    try:
+        # several processes: fastai's DDP path (Accelerate's DistributedDataParallel, DistributedDL); SyncBatchNorm needs CUDA
+        with learn.distrib_ctx(sync_bn=torch.cuda.is_available(), cpu=backend() == 'gloo') if is_distributed() else nullcontext():
+            _fit(learn, cfg, start, cbs, out/'metrics.csv' if is_main_process() else None, resume)
     except KeyboardInterrupt:
+        if not is_main_process(): raise
         done = _saved_epochs(out)
         if done == 0 and mode != 'resume':
             clear_run_folder(out)
@@ -403,22 +418,39 @@ def _finish(cfg:TrainConfig, out, learn, dls, summaries:dict, seconds:float):
     remove_stale_temps(out)
 
 # %% ../nbs/05_train.ipynb #a17fd846
+def _same_split_everywhere(dls):
+    "In a distributed run, stop unless every process drew the same split (same data, same seed)."
+    if not is_distributed(): return
+    mine = pd.util.hash_pandas_object(dls.pairs[['image', 'split']], index=False).sum()
+    if broadcast_object(int(mine)) != int(mine):
+        raise RuntimeError("the processes of this distributed run drew different splits: give them the same --data, --split and --seed")
+
 def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose:bool=True) -> dict:
     "Train `cfg` into the folder `out` (see the table above); returns the evaluation summaries."
     out = Path(out).expanduser().resolve()
+    init_distributed()                                    # one process of several (torchrun): join the group; else nothing
+    main = is_main_process()
+    verbose = verbose and main
     if resume:
         check_out_folder(out, resume=True)
         cfg = TrainConfig.from_yaml(out/'config.yaml')
     cfg.check()
     mode = check_out_folder(out, resume, overwrite, cfg.data)
     dls, learn, leak_check = _data_and_learner(cfg, out, resume, verbose)
-    _open_folder(out, mode, verbose)                      # everything is checked: only now is the folder touched
+    _same_split_everywhere(dls)
+    barrier()                                             # every process has checked the folder before the first one touches it
+    if main: _open_folder(out, mode, verbose)             # everything is checked: only now is the folder touched
     try:
-        if not resume: cfg = _start_new(cfg, out, dls, verbose, leak_check)
+        if not resume and main: cfg = _start_new(cfg, out, dls, verbose, leak_check)
+        cfg = broadcast_object(cfg)                       # e.g. the epochs a budget chose, for every process
         start, seconds_before, cbs = _run_callbacks(cfg, out, learn, resume, verbose)
         seconds = seconds_before + _fit_keeping_epochs(learn, cfg, out, start, cbs, resume, mode)
-        summaries = _evaluate_held_out(learn, dls, out, cfg.threshold)
-        _finish(cfg, out, learn, dls, summaries, seconds)
+        if main:
+            with single_process():                        # the first process evaluates alone, as a one-process run does
+                summaries = _evaluate_held_out(learn, dls, out, cfg.threshold)
+                _finish(cfg, out, learn, dls, summaries, seconds)
+        barrier()                                         # the others wait for it, and all leave together
+        if not main: return {}
     except SaveError as e:
         done = _saved_epochs(out)
         if done: e.msg = f"{e.msg}; epochs 1–{done} of {cfg.epochs} are saved in {out}: make room, then continue with --resume"
@@ -522,15 +554,21 @@ def cv_summary(out) -> dict:
 def cross_validate(cfg:TrainConfig, out, folds:int=5, resume:bool=False, overwrite:bool=False, verbose:bool=True) -> dict:
     "Train `folds` models on patient-disjoint folds into `out` (see the table above); returns the CV summary."
     out = Path(out).expanduser().resolve()
+    init_distributed()
+    main = is_main_process()
+    verbose = verbose and main
     mode = check_cv_folder(out, resume, overwrite, None if resume else cfg.data)
+    barrier()                                             # in a distributed run, the first process alone writes
     if resume: cfg, folds = TrainConfig.from_yaml(out/'config.yaml'), json.loads((out/'cv.json').read_text())['folds']
     cfg.check()
-    if not resume: _start_cv(cfg, out, folds, mode, verbose)
+    if not resume and main: _start_cv(cfg, out, folds, mode, verbose)
+    barrier()
     for i in range(folds):
         try: _train_fold(cfg, out, i, verbose)
         except KeyboardInterrupt as e:
             done = ', '.join(f'fold_{j}' for j in range(i)) or 'none'
             raise KeyboardInterrupt(f"{e}\ncross-validation: finished {done}; stopped in fold_{i}; continue all folds with: bts_train --out {out} --resume") from None
+    if not main: return {}
     summary = cv_summary(out)
     if verbose:
         m, o = summary['over_folds'], summary['out_of_fold']
@@ -542,6 +580,15 @@ def cross_validate(cfg:TrainConfig, out, folds:int=5, resume:bool=False, overwri
     return summary
 
 # %% ../nbs/05_train.ipynb #4b87fe24
+def _without_option(args:list, name:str) -> list:
+    "`args` less the option `name` and its value (`--name v` or `--name=v`)."
+    out, skip = [], False
+    for a in args:
+        if skip: skip = False; continue
+        if a == name: skip = True; continue
+        if not a.startswith(name + '='): out.append(a)
+    return out
+
 def _parse_pretrained(v):
     if v is None: return None
     return {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}.get(str(v).lower(), v)
@@ -573,10 +620,13 @@ def bts_train(
     folds:int=None,                 # k >= 2: patient-wise k-fold cross-validation, one run per fold in --out/fold_<i> and a summary
     resume:store_true=False,        # continue the interrupted run (or cross-validation) in --out
     overwrite:store_true=False,     # replace a finished run in --out
+    nproc:int=None,                 # train in this many processes on this machine (torchrun --standalone; gloo on CPU, NCCL on GPUs); --bs is per process
 ):
     "Train a brain-tumour segmenter and write an experiment folder."
     options = dict(locals())
     if out is None: print("bts_train: --out is required (the run folder to create)", file=sys.stderr); sys.exit(2)
+    if nproc is not None and nproc < 1: print(f"bts_train: --nproc {nproc}: use 1 or more processes", file=sys.stderr); sys.exit(2)
+    if nproc and nproc > 1 and not is_distributed(): sys.exit(launch(nproc, [sys.argv[0], *_without_option(sys.argv[1:], '--nproc')]))
     try:
         if epochs is not None and budget_min is not None: raise ValueError("--epochs and --budget_min both given: choose one (the budget sets the epochs)")
         given = {f.name: options[f.name] for f in dataclasses.fields(TrainConfig) if f.name in options}   # the signature is the one list
