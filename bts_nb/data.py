@@ -13,9 +13,9 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     import tifffile
     import albumentations as A, cv2
     from fastcore.all import L
-    from fastai.vision.all import (DataBlock, ImageBlock, PILImageBW, PILMask, ItemTransform, Transform,
+    from fastai.vision.all import (DataBlock, ImageBlock, PILImage, PILImageBW, PILMask, ItemTransform, Transform,
                                    TensorImage, Resize, ResizeMethod)
-    from bts_nb.readers import DataError, _few, read_mask, read_pairs, read_slice_u8, verify_pairs
+    from bts_nb.readers import DataError, _few, read_mask, read_pairs, read_slice_u8, verify_pairs, as_channel, ALL_CHANNELS
     from bts_nb.phantoms import synthetic_root
     from bts_nb.splits import load_split, split_pairs
 
@@ -98,13 +98,13 @@ class PerImageNormalize(Transform):
 # %% ../nbs/00c_data.ipynb #6ebaf41f
 class SliceReader:
     "`get_x`: a pairs-table row -> the 8-bit slice the models see."
-    def __init__(self, channel:int|None=None): self.channel = channel
+    def __init__(self, channel:int|str|None=None): self.channel = channel
     def __call__(self, row): return read_slice_u8(row['image'], row_channel(row, self.channel))
 
-def row_channel(row, default:int|None=None) -> int|None:
+def row_channel(row, default:int|str|None=None) -> int|str|None:
     "The channel to read for `row`: its own `channel` entry if its table has one (empty: a single-channel source), else `default`."
-    if not hasattr(row, '__contains__') or 'channel' not in row: return default
-    return None if pd.isna(row['channel']) else int(row['channel'])
+    if not hasattr(row, '__contains__') or 'channel' not in row: return as_channel(default)
+    return as_channel(row['channel'])
 
 class MaskReader:
     "`get_y`: a pairs-table row -> its 0/1 mask, checked against the image's size."
@@ -125,9 +125,10 @@ def _split_col(items):
     s = pd.Series([r['split'] for r in items])
     return L(np.flatnonzero(s == 'train').tolist()), L(np.flatnonzero(s == 'valid').tolist())
 
-def seg_datablock(size:int=256, aug:str='light', channel:int|None=None, seed:int|None=None) -> DataBlock:
-    "fastai DataBlock for (MRI slice, tumour mask) rows of a pairs table."
-    return DataBlock(blocks=(ImageBlock(cls=PILMRI), TumourMaskBlock(CODES)),
+def seg_datablock(size:int=256, aug:str='light', channel:int|str|None=None, seed:int|None=None) -> DataBlock:
+    "fastai DataBlock for (MRI slice, tumour mask) rows of a pairs table; `channel='all'` makes 3-channel inputs."
+    img_cls = PILImage if as_channel(channel) == ALL_CHANNELS else PILMRI
+    return DataBlock(blocks=(ImageBlock(cls=img_cls), TumourMaskBlock(CODES)),
                      get_x=SliceReader(channel), get_y=MaskReader(), splitter=_split_col,
                      item_tfms=[Resize(size, method=ResizeMethod.Squish), SegAugment(aug, seed)],
                      batch_tfms=[PerImageNormalize()])
@@ -146,23 +147,23 @@ def data_sources(data) -> list|None:
     return [str(Path(d.strip()).expanduser()) for d in data.split(',') if d.strip()]
 
 def split_source(source, layout:str='auto', valid_pct:float=0.2, test_pct:float=0.0, seed:int=42, n_blocks:int=20,
-                 channel:int|None=None, verify:bool=True, verbose:bool=True) -> pd.DataFrame:
+                 channel:int|str|None=None, verify:bool=True, verbose:bool=True) -> pd.DataFrame:
     "Read, verify and split one dataset folder: the pairs table with its `split` column."
-    df = read_pairs(source, layout, verbose=verbose)
+    df, channel = read_pairs(source, layout, verbose=verbose), as_channel(channel)
     if channel is None: channel = default_channel(df.attrs.get('layout'))
     if verify: df = verify_pairs(df, channel)
     df = split_pairs(df, valid_pct, test_pct, seed, n_blocks=n_blocks)
     df.attrs['channel'] = channel
     return df
 
-def multi_source_split(sources:list, layout:str='auto', channel:int|None=None, **kwargs) -> pd.DataFrame:
+def multi_source_split(sources:list, layout:str='auto', channel:int|str|None=None, **kwargs) -> pd.DataFrame:
     "One table over several dataset folders, each read in its own layout and channel and split on its own."
     tables = []
     for src in sources:
         df = split_source(src, layout, channel=channel, **kwargs)
         df['source'] = str(Path(src).resolve())
         df['layout'] = df.attrs.get('layout')
-        df['channel'] = pd.array([df.attrs['channel']] * len(df), dtype='Int64')
+        df['channel'] = pd.Series([df.attrs['channel']] * len(df), index=df.index, dtype=object)   # an integer plane, 'all' or None
         tables.append(df)
     out = pd.concat(tables, ignore_index=True)
     dup = out['image'].map(lambda p: str(Path(p).resolve())).duplicated()
@@ -170,21 +171,21 @@ def multi_source_split(sources:list, layout:str='auto', channel:int|None=None, *
     out.attrs['layout'] = '+'.join(t.attrs.get('layout', '?') for t in tables)
     return out
 
-def table_channel(df:pd.DataFrame, default:int|None=None) -> int|None:
+def table_channel(df:pd.DataFrame, default:int|str|None=None) -> int|str|None:
     "The one channel that a table's multi-channel rows use (its `channel` column), else `default`."
-    if 'channel' not in df: return default
-    chans = set(df['channel'].dropna().astype(int))
-    if len(chans) > 1: raise DataError(f"the sources use different channels {sorted(chans)}; one model card can name only one")
-    return chans.pop() if chans else default
+    if 'channel' not in df: return as_channel(default)
+    chans = set(df['channel'].map(as_channel).dropna())
+    if len(chans) > 1: raise DataError(f"the sources use different channels {sorted(map(str, chans))}; one model card can name only one")
+    return chans.pop() if chans else as_channel(default)
 
-def split_sources(source=None, layout:str='auto', channel:int|None=None, **kwargs) -> pd.DataFrame:
+def split_sources(source=None, layout:str='auto', channel:int|str|None=None, **kwargs) -> pd.DataFrame:
     "The verified, split pairs table of `source`: one dataset folder, several (a list, or 'a,b'), or None (the phantoms); each folder in its own layout and channel, split on its own."
     sources = data_sources(source) or [synthetic_root()]
     if len(sources) > 1: return multi_source_split(sources, layout, channel, **kwargs)
     return split_source(sources[0], layout, channel=channel, **kwargs)
 
 def seg_dataloaders(source=None, layout:str='auto', size:int=256, bs:int=8, aug:str='light', valid_pct:float=0.2,
-                    test_pct:float=0.0, seed:int=42, n_blocks:int=20, channel:int|None=None, split:pd.DataFrame|str|None=None,
+                    test_pct:float=0.0, seed:int=42, n_blocks:int=20, channel:int|str|None=None, split:pd.DataFrame|str|None=None,
                     verify:bool=True, num_workers:int=0, verbose:bool=True, **kwargs):
     "DataLoaders over `source` (a dataset folder, several, or None: the synthetic set), verified and split without shared patients."
     opts = dict(valid_pct=valid_pct, test_pct=test_pct, seed=seed, n_blocks=n_blocks, verify=verify, verbose=verbose)

@@ -8,7 +8,7 @@ import json, sys
 from pathlib import Path
 import pandas as pd
 from fastcore.script import call_parse
-from .readers import read_pairs, read_mask, DataError
+from .readers import read_pairs, read_mask, DataError, as_channel
 from .splits import load_split
 from .data import default_channel, row_channel
 from .inference import Segmenter, read_input
@@ -19,7 +19,7 @@ from .serialize import atomic_write
 __all__ = ['evaluate_dataset', 'area_sweep', 'bts_evaluate']
 
 # %% ../nbs/09_evaluate.ipynb #4efb8396
-def evaluate_dataset(seg:Segmenter, root=None, layout:str='auto', channel:int|None=None, split=None, side:str|None=None,
+def evaluate_dataset(seg:Segmenter, root=None, layout:str='auto', channel:int|str|None=None, split=None, side:str|None=None,
                      bs:int=16, verbose:bool=True):
     "Per-image metrics of `seg` on the pairs under `root` (or the rows of a saved `split` on `side`)."
     if split is not None:
@@ -30,7 +30,10 @@ def evaluate_dataset(seg:Segmenter, root=None, layout:str='auto', channel:int|No
         pairs = read_pairs(root, layout, verbose=verbose)
         layout_name = pairs.attrs.get('layout')
     if not len(pairs): raise DataError(f"no images to evaluate ({split or root}, side {side})")
-    explicit, channel = channel, default_channel(layout_name) if channel is None else channel
+    explicit = as_channel(channel)
+    if explicit is None and seg.card.get('channel') == 'all': explicit = 'all'      # a model of all three sequences reads them from any layout
+    channel = default_channel(layout_name) if explicit is None else explicit
+    seg.check_channel(channel)
     rows = []
     for i in range(0, len(pairs), bs):
         chunk = pairs.iloc[i:i+bs]
@@ -71,7 +74,7 @@ def bts_evaluate(
     data:str=None,             # a dataset root with masks (any layout)
     out:str=None,              # folder for per_image.csv and summary.json
     layout:str='auto',         # auto, figshare, lgg or folders
-    channel:int=None,          # channel of multi-channel images (LGG default: 1, FLAIR)
+    channel:str=None,          # channel of multi-channel images: a plane number or all (default: the model's all, else LGG's 1, FLAIR)
     split:str=None,            # instead of --data: a saved split.csv ...
     side:str=None,             # ... and its side (test, valid, train)
     threshold:float=None,      # probability threshold (default: the model card's)

@@ -14,7 +14,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from PIL import Image
     from scipy import ndimage
     from fastcore.script import call_parse, store_true
-    from bts_nb.readers import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, _stems, _order_key
+    from bts_nb.readers import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, _stems, _order_key, as_channel, n_input_channels, ALL_CHANNELS
     from bts_nb.serialize import atomic_write, SaveError, load_model, load_ensemble
     from bts_nb.metrics import image_metrics, mask_outline
     from tqdm import tqdm
@@ -28,10 +28,10 @@ __all__ = ['CSV_COLUMNS', 'OUTPUT_SUFFIXES', 'OUTPUTS', 'preprocess', 'postproce
 
 # %% ../nbs/06_inference.ipynb #41ba4baa
 def preprocess(img_u8:np.ndarray, size:int) -> torch.Tensor:
-    "(1, 1, size, size) float tensor from an 8-bit slice, as the training pipeline makes it."
-    im = Image.fromarray(img_u8).resize((size, size), Image.BILINEAR)
-    x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.)[None, None]
-    return (x - x.mean()) / (x.std() + 1e-6)
+    "(1, C, size, size) float tensor from an 8-bit slice, (H, W) or (H, W, C), as the training pipeline makes it: each channel z-scored."
+    a = np.asarray(Image.fromarray(img_u8).resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.
+    x = torch.from_numpy(a[None, None] if a.ndim == 2 else np.ascontiguousarray(a.transpose(2, 0, 1))[None])
+    return (x - x.mean((2, 3), keepdim=True)) / (x.std((2, 3), keepdim=True) + 1e-6)
 
 # %% ../nbs/06_inference.ipynb #657b5a08
 def postprocess(mask:np.ndarray, min_size:int=0, keep_largest:bool=False) -> np.ndarray:
@@ -59,6 +59,13 @@ class Segmenter:
         self.threshold = self.card['threshold'] if threshold is None else threshold
         self.weights_sha256 = weights_sha256(exp_dir)
 
+    def check_channel(self, channel) -> int|str|None:
+        "`channel` (None: the card's) if it gives the model as many input channels as it was trained on, else a `ValueError`."
+        channel = as_channel(self.card.get('channel') if channel is None else channel)
+        if n_input_channels(channel) != self.card['n_in']:
+            raise ValueError(f"the model takes {self.card['n_in']} input channel(s) (trained on channel {self.card.get('channel')}); channel {channel} gives {n_input_channels(channel)}")
+        return channel
+
     def settings(self) -> dict:
         "What decides this segmenter's masks: the weights (sha256), threshold, TTA and post-processing."
         return dict(model_sha256=self.weights_sha256, threshold=self.threshold, tta=self.tta, min_size=self.min_size, keep_largest=self.keep_largest)
@@ -75,7 +82,7 @@ class Segmenter:
 
     @torch.no_grad()
     def probs_from(self, x:torch.Tensor, shapes:list) -> tuple[list, list]:
-        "`probs` of a batch already preprocessed (N, 1, size, size), resized back to `shapes` (each (H, W))."
+        "`probs` of a batch already preprocessed (N, C, size, size), resized back to `shapes` (each (H, W))."
         x = x.to(self.device)
         views = torch.stack([undo(torch.sigmoid(m(v).float())) for m in self.models for v, undo in self._views(x)])   # (V, N, 1, s, s)
         mean, std = views.mean(0), (views.std(0) if len(views) > 1 else None)
@@ -97,8 +104,9 @@ class Segmenter:
 
 # %% ../nbs/06_inference.ipynb #57c69772
 def overlay(img_u8:np.ndarray, pred=None, truth=None) -> np.ndarray:
-    "RGB uint8 image: the slice in grey, prediction outline red, ground-truth outline green (yellow where they coincide)."
-    rgb = np.repeat(np.asarray(img_u8, np.uint8)[..., None], 3, -1)
+    "RGB uint8 image: the slice in grey (a 3-channel slice as its colour composite), prediction outline red, ground-truth outline green (yellow where they coincide)."
+    img = np.asarray(img_u8, np.uint8)
+    rgb = img.copy() if img.ndim == 3 else np.repeat(img[..., None], 3, -1)
     if truth is not None: rgb[mask_outline(truth)] = (40, 220, 40)
     if pred is not None:
         o = mask_outline(pred)
@@ -110,15 +118,16 @@ def overlay(img_u8:np.ndarray, pred=None, truth=None) -> np.ndarray:
 CSV_COLUMNS = ['file', 'status', 'error', 'height', 'width', 'tumour_px', 'prob_max', 'prob_mean_in_mask',
                'uncertainty_mean_in_mask', 'has_truth', 'dice', 'iou', 'hd95', 'model_sha256']
 
-def read_input(path, channel:int|None=None) -> np.ndarray:
-    "8-bit slice for the model: `channel` of a multi-channel file (a single-channel file is used as it is)."
+def read_input(path, channel:int|str|None=None) -> np.ndarray:
+    "8-bit slice for the model: `channel` of a multi-channel file (a single-channel file is used as it is), or all its planes ('all')."
+    channel = as_channel(channel)
     try: return read_slice_u8(path, channel)
     except DataError as e:
-        if channel is not None and 'is single-channel' in str(e): return read_slice_u8(path, None)
+        if channel not in (None, ALL_CHANNELS) and 'is single-channel' in str(e): return read_slice_u8(path, None)
         raise
 
-def load_for_model(path, channel:int|None, size:int) -> tuple[np.ndarray, torch.Tensor]:
-    "The 8-bit slice and its (1, size, size) model input: what a streaming worker makes of one file."
+def load_for_model(path, channel:int|str|None, size:int) -> tuple[np.ndarray, torch.Tensor]:
+    "The 8-bit slice and its (C, size, size) model input: what a streaming worker makes of one file."
     img = read_input(path, channel)
     return img, preprocess(img, size)[0]
 
@@ -153,11 +162,11 @@ def _check_outputs(images, truths, out, overwrite, csv_name='predictions.csv'):
         if clash: raise FileExistsError(f"{out}: already holds {len(clash)} of these outputs (e.g. {clash[0].name}); choose another --out, "
                                         "pass --resume to continue the run that wrote them, or pass --overwrite (overwrite=True in Python)")
 
-def predict_files(seg:Segmenter, images:list, out, truths:dict|None=None, channel:int|None=None, bs:int=8,
+def predict_files(seg:Segmenter, images:list, out, truths:dict|None=None, channel:int|str|None=None, bs:int=8,
                   overwrite:bool=False, verbose:bool=True, resume:bool=False, shard:str|tuple|None=None, workers:int=0,
                   save=OUTPUTS, progress:bool=False) -> pd.DataFrame:
     "Segment `images` (paths) into `out`; `truths` maps an image path to its mask path. Returns the CSV table (of this shard)."
-    out, truths, save = Path(out).expanduser(), truths or {}, _check_save(save)
+    out, truths, save, channel = Path(out).expanduser(), truths or {}, _check_save(save), seg.check_channel(channel)
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     images = shard_files(images, shard)
     csv = out/(shard_log_name(*shard) if shard else 'predictions.csv')
@@ -259,7 +268,7 @@ def bts_predict(
     keep_largest:store_true=False,  # keep only the largest predicted component
     bs:int=8,                    # images per forward pass
     device:str='auto',           # cpu, cuda or auto
-    channel:int=None,            # channel of multi-channel images (default: the model card's)
+    channel:str=None,            # channel of multi-channel images: a plane number or all (default: the model card's)
     save:str='mask,overlay,uncertainty',  # outputs per slice, comma-separated; none: predictions.csv only
     workers:int=None,            # loader processes reading ahead (default: none on a CPU, up to 8 with a GPU)
     shard:str=None,              # i/n: segment only part i (0..n-1) of n of the inputs, into predictions.shard-i-of-n.csv

@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 import cv2
 import matplotlib.pyplot as plt
 from fastcore.script import call_parse
-from .readers import read_slice, DataError
+from .readers import read_slice_2d, as_channel, DataError
 from .splits import load_split
 from .data import row_channel, data_sources, multi_source_split
 
@@ -19,11 +19,11 @@ __all__ = ['slice_signatures', 'leak_calibration', 'check_split', 'plot_leak_cal
            'describe_leaks', 'bts_leakcheck']
 
 # %% ../nbs/00d_leaks.ipynb #8b7c8ac3
-def slice_signatures(df:pd.DataFrame, size:int=32, sigma:float=2.0, channel:int|None=None) -> np.ndarray:
+def slice_signatures(df:pd.DataFrame, size:int=32, sigma:float=2.0, channel:int|str|None=None) -> np.ndarray:
     "One unit vector per row of `df`: the slice at `size` px minus its Gaussian blur (`sigma` px), centred. Dot products are correlations of fine structure."
     sig = np.empty((len(df), size * size), np.float32)
     for k, (_, row) in enumerate(df.iterrows()):
-        a = cv2.resize(read_slice(row['image'], row_channel(row, channel)), (size, size), interpolation=cv2.INTER_AREA)
+        a = cv2.resize(read_slice_2d(row['image'], row_channel(row, channel)), (size, size), interpolation=cv2.INTER_AREA)
         a = (a - cv2.GaussianBlur(a, (0, 0), sigma)).ravel()
         a -= a.mean(); sig[k] = a / (np.linalg.norm(a) + 1e-8)
     return sig
@@ -74,7 +74,7 @@ def leak_calibration(df:pd.DataFrame, sig:np.ndarray|None=None, far:int|None=Non
     return dict(threshold=thr, q=q, far=far, other=other, neighbour=neighbour, sensitivity=float((neighbour > thr).mean()) if len(neighbour) else float('nan'))
 
 def check_split(df:pd.DataFrame, threshold:float|None=None, max_share:float=0.05, far:int|None=None, q:float=0.99,
-                size:int=32, channel:int|None=None) -> tuple:
+                size:int=32, channel:int|str|None=None) -> tuple:
     "Held-out slices whose best match in `train` is closer than slices of different patients come (pairs table, best first), and a summary."
     if 'split' not in df: raise ValueError("check_split needs a table with a `split` column (train/valid/test)")
     df, far = df.reset_index(drop=True), _far(df, far)
@@ -103,19 +103,19 @@ def plot_leak_calibration(cal:dict, ax=None, title:str|None=None):
     ax.set_xlabel('correlation of signatures'); ax.legend(fontsize=8); ax.set_title(title or 'leak calibration')
     return ax
 
-def show_leaks(pairs:pd.DataFrame, k:int=4, channel:int|None=None):
+def show_leaks(pairs:pd.DataFrame, k:int=4, channel:int|str|None=None):
     "The `k` closest cross-side pairs: each held-out slice above its best match in training."
     top = pairs.head(k)
     fig, axs = plt.subplots(2, max(len(top), 1), figsize=(3 * max(len(top), 1), 6.4), squeeze=False)
     for c, (_, p) in enumerate(top.iterrows()):
         for r, (f, who) in enumerate(((p.image, p.side), (p.train_image, 'train'))):
-            axs[r, c].imshow(read_slice(f, channel), cmap='gray'); axs[r, c].axis('off')
+            axs[r, c].imshow(read_slice_2d(f, channel), cmap='gray'); axs[r, c].axis('off')
             axs[r, c].set_title(f"{who}: {Path(f).name}" + (f"\nr = {p.r:.3f}{' leak' if p.leak else ''}" if r == 0 else ''), fontsize=9)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/00d_leaks.ipynb #3be709e4
-def leak_report(pairs:pd.DataFrame, summary:dict, cal:dict, out, k:int=4, channel:int|None=None) -> Path:
+def leak_report(pairs:pd.DataFrame, summary:dict, cal:dict, out, k:int=4, channel:int|str|None=None) -> Path:
     "Write leaks.csv, leak_summary.json, leak_calibration.png and closest_pairs.png to `out`."
     out = Path(out).expanduser(); out.mkdir(parents=True, exist_ok=True)
     pairs.to_csv(out/'leaks.csv', index=False)
@@ -140,7 +140,7 @@ def bts_leakcheck(
     data:str=None,           # or: dataset folder(s), split as bts_train would with the options below
     layout:str='auto',       # auto, figshare, lgg or folders
     valid_pct:float=0.2, test_pct:float=0.0, seed:int=42,
-    channel:int=None,        # channel of multi-channel images (LGG: 1, FLAIR)
+    channel:str=None,        # channel of multi-channel images (LGG: 1, FLAIR; all: every plane)
     out:str=None,            # folder for leaks.csv, leak_summary.json and the figures
     q:float=0.99,            # quantile of the between-patient best matches that sets the threshold
     far:int=None,            # without patient ids: slices further apart than this in the numbering are different patients (default 50, less for small sets)
@@ -149,6 +149,7 @@ def bts_leakcheck(
     "Check a split for held-out slices with a near copy in training; exit status 1 when it leaks."
     try:
         if (split is None) == (data is None): raise ValueError("give --split (a saved split.csv) or --data (folders to split), one of the two")
+        channel = as_channel(channel)
         df = load_split(split) if split else multi_source_split(data_sources(data), layout, channel, valid_pct=valid_pct, test_pct=test_pct,
                                                                  seed=seed, verify=False, verbose=False)
         pairs, summary, cal = check_split(df, max_share=max_share, far=far, q=q, channel=channel)

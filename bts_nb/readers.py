@@ -11,9 +11,9 @@ from PIL import Image
 import tifffile
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'LAYOUTS', 'DataError', 'slice_array', 'read_slice', 'to_uint8', 'read_slice_u8', 'read_mask',
-           'folder_pairs', 'figshare_pairs', 'lgg_pairs', 'detect_layout', 'read_pairs', 'describe_pairs',
-           'verify_pairs']
+__all__ = ['IMAGE_EXTS', 'ALL_CHANNELS', 'LAYOUTS', 'DataError', 'as_channel', 'n_input_channels', 'slice_array', 'read_slice',
+           'read_slice_2d', 'to_uint8', 'read_slice_u8', 'read_mask', 'folder_pairs', 'figshare_pairs', 'lgg_pairs',
+           'detect_layout', 'read_pairs', 'describe_pairs', 'verify_pairs']
 
 # %% ../nbs/00_readers.ipynb #8558ef46
 class DataError(ValueError):
@@ -57,15 +57,33 @@ def _drop_opaque_alpha(a, path):
     return a
 
 # %% ../nbs/00_readers.ipynb #bec9fb15
-def slice_array(path, channel:int|None=None) -> np.ndarray:
-    "Read a 2-D MRI slice from `path` in its own dtype, (H, W); `channel` picks a plane of a multi-channel file."
+ALL_CHANNELS = 'all'
+
+def as_channel(v) -> int|str|None:
+    "`v` (CLI text, a table cell, a card entry) as a channel: None (empty), a plane number, or 'all' (every plane as an input channel)."
+    if v is None or (not isinstance(v, str) and pd.isna(v)) or (isinstance(v, str) and not v.strip()): return None
+    if isinstance(v, str) and v.strip().lower() == ALL_CHANNELS: return ALL_CHANNELS
+    try: f = float(v)
+    except (TypeError, ValueError): f = -1.0
+    if f < 0 or f != int(f): raise ValueError(f"channel {v!r}: give a plane number (0, 1, 2; LGG's FLAIR is 1) or 'all' for every plane")
+    return int(f)
+
+def n_input_channels(channel) -> int:
+    "How many input channels a model reading `channel` takes: 3 for 'all', else 1."
+    return 3 if as_channel(channel) == ALL_CHANNELS else 1
+
+def slice_array(path, channel:int|str|None=None) -> np.ndarray:
+    "Read a 2-D MRI slice from `path` in its own dtype, (H, W); `channel` picks a plane of a multi-channel file, 'all' keeps all three, (H, W, 3)."
+    channel = as_channel(channel)
     a = _drop_opaque_alpha(_load_array(path), path)
     if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
     if a.ndim == 2:
+        if channel == ALL_CHANNELS: raise DataError(f"{path}: is single-channel, cannot give all three channels (a model of 3 input sequences needs (H, W, 3) files)")
         if channel not in (None, 0): raise DataError(f"{path}: is single-channel, cannot take channel {channel}")
         return a
     if a.ndim != 3 or a.shape[-1] != 3:
         raise DataError(f"{path}: has shape {a.shape}; expected a 2-D slice (H, W) or (H, W, 3), not a volume")
+    if channel == ALL_CHANNELS: return a
     if channel is not None:
         if not 0 <= channel < 3: raise DataError(f"{path}: has 3 channels, cannot take channel {channel}")
         return a[..., channel]
@@ -73,20 +91,26 @@ def slice_array(path, channel:int|None=None) -> np.ndarray:
     lum = a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return np.round(lum).astype(a.dtype) if np.issubdtype(a.dtype, np.integer) else lum
 
-def read_slice(path, channel:int|None=None) -> np.ndarray:
+def read_slice(path, channel:int|str|None=None) -> np.ndarray:
     "`slice_array` as float32."
     return slice_array(path, channel).astype(np.float32)
 
+def read_slice_2d(path, channel:int|str|None=None) -> np.ndarray:
+    "`read_slice` as one plane, (H, W): with 'all', the mean of the planes (for comparing slices, not for models)."
+    a = read_slice(path, channel)
+    return a.mean(-1) if a.ndim == 3 else a
+
 # %% ../nbs/00_readers.ipynb #7ae61dad
 def to_uint8(a:np.ndarray, lo_pct=0.5, hi_pct=99.5) -> np.ndarray:
-    "8-bit view of a slice: uint8 input unchanged, anything else windowed to its [lo_pct, hi_pct] percentiles."
+    "8-bit view of a slice: uint8 input unchanged, anything else windowed to its [lo_pct, hi_pct] percentiles (each plane of an (H, W, C) slice on its own)."
     if a.dtype == np.uint8: return a
+    if a.ndim == 3: return np.stack([to_uint8(a[..., c], lo_pct, hi_pct) for c in range(a.shape[-1])], -1)
     a = np.asarray(a, dtype=np.float32)
     lo, hi = np.percentile(a, [lo_pct, hi_pct])
     if hi <= lo: return np.zeros(a.shape, np.uint8)
     return (np.clip((a - lo) / (hi - lo), 0, 1) * 255 + 0.5).astype(np.uint8)
 
-def read_slice_u8(path, channel:int|None=None) -> np.ndarray:
+def read_slice_u8(path, channel:int|str|None=None) -> np.ndarray:
     "The slice at `path` as the 8-bit image the models see."
     return to_uint8(slice_array(path, channel))
 
@@ -205,14 +229,14 @@ def describe_pairs(df) -> str:
     return f"{len(df)} pairs ({df.attrs.get('layout', '?')} layout)" + (f", {n_pat} patients" if n_pat else ", no patient ids")
 
 # %% ../nbs/00_readers.ipynb #02c38957
-def verify_pairs(df:pd.DataFrame, channel:int|None=None, max_report=20) -> pd.DataFrame:
+def verify_pairs(df:pd.DataFrame, channel:int|str|None=None, max_report=20) -> pd.DataFrame:
     "Decode every pair; raise one `DataError` listing every problem, else return `df` with height, width, tumour_px."
     problems, hw, area = [], [], []
     for img, msk in zip(df['image'], df['mask']):
         try:
             a = slice_array(img, channel)
             m = read_mask(msk, a.shape, img)
-            hw.append(a.shape); area.append(int(m.sum()))
+            hw.append(a.shape[:2]); area.append(int(m.sum()))
         except DataError as e:
             problems.append(str(e)); hw.append((0, 0)); area.append(-1)
     if problems:

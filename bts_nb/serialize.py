@@ -162,7 +162,9 @@ def check_card(card, path='model_card.json') -> dict:
     if not _is_int(card['n_in']) or not 1 <= card['n_in'] <= 16: bad('n_in', 'an integer from 1 to 16')
     if isinstance(card['threshold'], bool) or not isinstance(card['threshold'], (int, float)) or not 0 < card['threshold'] < 1:
         bad('threshold', 'a number between 0 and 1')
-    if card.get('channel') is not None and (not _is_int(card['channel']) or not 0 <= card['channel'] <= 63): bad('channel', 'null or an integer from 0 to 63')
+    ch = card.get('channel')
+    if ch is not None and ch != 'all' and (not _is_int(ch) or not 0 <= ch <= 63): bad('channel', "null, an integer from 0 to 63 or 'all'")
+    if ch == 'all' and card['n_in'] != 3: bad('n_in', "3 with channel 'all' (three input sequences)")
     kw = card.get('arch_kw', {})
     if kw is None: kw = card['arch_kw'] = {}
     if not isinstance(kw, dict): bad('arch_kw', 'an object of architecture options')

@@ -7,16 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np, pandas as pd
 import cv2
-from .readers import DataError, _few, read_slice
+from .readers import DataError, _few, read_slice_2d
 
 # %% auto #0
 __all__ = ['neighbour_correlation', 'block_split', 'group_split', 'split_pairs', 'shared_groups', 'save_split', 'load_split',
            'cv_blocks', 'fold_groups', 'fold_split']
 
 # %% ../nbs/00b_splits.ipynb #87810639
-def neighbour_correlation(df:pd.DataFrame, size:int=64, channel:int|None=None) -> np.ndarray:
+def neighbour_correlation(df:pd.DataFrame, size:int=64, channel:int|str|None=None) -> np.ndarray:
     "Pearson correlation of each slice with the next in `order` (thumbnails of `size` px); length len(df)-1."
-    thumbs = np.stack([cv2.resize(read_slice(p, channel), (size, size), interpolation=cv2.INTER_AREA).ravel()
+    thumbs = np.stack([cv2.resize(read_slice_2d(p, channel), (size, size), interpolation=cv2.INTER_AREA).ravel()
                        for p in df.sort_values('order')['image']])
     thumbs = thumbs - thumbs.mean(1, keepdims=True)
     thumbs /= np.linalg.norm(thumbs, axis=1, keepdims=True) + 1e-8

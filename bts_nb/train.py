@@ -15,7 +15,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from fastai.callback.progress import ProgressCallback
     from fastcore.script import call_parse, store_true
     import bts_nb
-    from bts_nb.readers import read_mask, DataError, _few
+    from bts_nb.readers import read_mask, DataError, _few, as_channel, n_input_channels
     from bts_nb.splits import save_split, fold_groups, fold_split
     from bts_nb.data import seg_dataloaders, image_size, data_sources, split_sources, AUG_LEVELS
     from bts_nb.models import build_model, ARCHS
@@ -48,7 +48,7 @@ class TrainConfig:
     allow_leaky_split: bool = False  # train on a `split` that the leak check flags (the model card records it)
     valid_pct: float = 0.2
     test_pct: float = 0.0
-    channel: int|None = None       # channel of multi-channel files (LGG: 1 = FLAIR by default)
+    channel: int|str|None = None   # channel of multi-channel files (LGG: 1 = FLAIR by default; 'all': the three sequences as input channels)
     arch: str = 'smp_unet'         # smp's U-Net; 'dynamic_unet' is fastai's (bench/encoders.py times both)
     arch_kw: dict|None = None      # the architecture's options; None: its recommended start (`RECOMMENDED_ARCH_KW`; {} for the others)
     pretrained: bool|str|None = None   # None: True when bts_nb ships the encoder's ImageNet weights (EfficientNet-Lite), else False; or a local weights file
@@ -73,6 +73,7 @@ class TrainConfig:
         "Resolve the recommended start, so that `config.yaml` always says what ran."
         if self.arch_kw is None: self.arch_kw = dict(RECOMMENDED_ARCH_KW.get(self.arch, {}))
         if self.pretrained is None: self.pretrained = self.arch_kw.get('encoder') in PACKAGED_ENCODERS
+        self.channel = as_channel(self.channel)                # '1' from the command line is plane 1
 
     def loader_workers(self) -> int:
         "Data-loading worker processes for this machine: `num_workers`, or the automatic choice."
@@ -113,10 +114,10 @@ def train_speed(cfg:TrainConfig, steps:int=5, warmup:int=2, frozen:bool=False, c
     dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(prec)
     if channels_last is None: channels_last = device == 'cpu'          # as `precision_callbacks` trains on the CPU
     with torch.random.fork_rng():                         # the run's own random stream is left as it was
-        model = build_model(cfg.arch, size=cfg.size, **cfg.arch_kw).to(device).train()
+        model = build_model(cfg.arch, n_in=n_input_channels(cfg.channel), size=cfg.size, **cfg.arch_kw).to(device).train()
         if frozen:                                        # the first epochs of a pretrained run: the encoder's weights do not train
             for p in encoder_splitter(model)[0]: p.requires_grad_(False)
-        x = torch.randn(cfg.bs, 1, cfg.size, cfg.size, device=device)
+        x = torch.randn(cfg.bs, n_input_channels(cfg.channel), cfg.size, cfg.size, device=device)
         y = (torch.rand(cfg.bs, cfg.size, cfg.size, device=device) > 0.9).long()
         if channels_last: model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
         loss_fn, opt = get_loss(cfg.loss), torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
@@ -251,7 +252,7 @@ def _on_sigterm(signum, frame): raise _Terminated()
 def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_epoch:int, epochs_trained:int, budget:dict|None=None,
                leak_check:dict|None=None) -> dict:
     "What a user (or `bts_predict`) needs to know to use the weights correctly."
-    return dict(bts_nb_version=bts_nb.__version__, arch=cfg.arch, arch_kw=cfg.arch_kw, n_in=1, size=cfg.size,
+    return dict(bts_nb_version=bts_nb.__version__, arch=cfg.arch, arch_kw=cfg.arch_kw, n_in=n_input_channels(dls.channel), size=cfg.size,
                 channel=dls.channel, threshold=cfg.threshold, output='one logit channel; sigmoid gives P(tumour)',
                 normalisation='8-bit slice (uint8 as is, else 0.5-99.5 percentile window), squish-resized to size, then per-image z-score',
                 loss=cfg.loss, precision=cfg.precision, precision_used=resolve_precision(cfg.precision), epochs_trained=epochs_trained, best_epoch=best_epoch,
@@ -598,7 +599,7 @@ def bts_train(
     split:str=None,                 # a saved split.csv to reuse (checked for leaks first)
     allow_leaky_split:store_true=False,  # train on a --split that the leak check flags (the model card records it)
     valid_pct:float=None, test_pct:float=None,
-    channel:int=None,               # channel of multi-channel images (LGG default: 1, FLAIR)
+    channel:str=None,               # channel of multi-channel images: a plane number (LGG default: 1, FLAIR) or all (LGG's three sequences)
     arch:str=None,                  # one of bts_nb.models.ARCHS
     pretrained:str=None,            # true, false or a local weights file; default: true when bts_nb ships the encoder's ImageNet weights (tf_efficientnet_lite0/1/2)
     encoder:str=None,               # the U-Net's encoder (default for smp_unet and dynamic_unet: tf_efficientnet_lite0), e.g. resnet18

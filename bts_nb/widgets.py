@@ -14,7 +14,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     import ipywidgets as W
     from bts_nb.readers import read_slice_u8, read_mask, DataError
     from bts_nb.metrics import dice_score, hd95
-    from bts_nb.inference import Segmenter, overlay, postprocess
+    from bts_nb.inference import Segmenter, overlay, postprocess, read_input
 
 # %% auto #0
 __all__ = ['FP_COLOUR', 'FN_COLOUR', 'render_case', 'png_bytes', 'PredictionExplorer', 'UploadSegmenter']
@@ -113,13 +113,11 @@ class UploadSegmenter:
         suffix = Path(name).suffix.lower() or '.png'
         with tempfile.TemporaryDirectory() as d:
             p = Path(d)/f'upload{suffix}'; p.write_bytes(data)
-            try: img = read_slice_u8(p, self.seg.card.get('channel'))
-            except DataError as e:
-                try: img = read_slice_u8(p)
-                except DataError: self.info.value = f"<b>{name}</b>: not a usable image ({str(e).split(': ', 1)[-1]})"; return
+            try: img = read_input(p, self.seg.card.get('channel'))      # the card's channel, or the file as it is if single-channel
+            except DataError as e: self.info.value = f"<b>{name}</b>: not a usable image ({str(e).split(': ', 1)[-1]})"; return
         r = self.seg(img)
         self.image.value = png_bytes(render_case(img, r['mask'], None, scale=1)); self.image.layout.display = None
-        self.info.value = f"<b>{name}</b>: tumour area {r['area_px']} px ({100 * r['area_px'] / img.size:.2f} % of the slice)"
+        self.info.value = f"<b>{name}</b>: tumour area {r['area_px']} px ({100 * r['area_px'] / (img.shape[0] * img.shape[1]):.2f} % of the slice)"
 
     def _on_upload(self, change):
         for f in change['new']: self.segment_bytes(f['name'], bytes(f['content']))

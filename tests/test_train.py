@@ -178,6 +178,40 @@ def test_train_on_two_datasets(tiny_data, tmp_path):
     assert len(pd.read_csv(tmp_path/'ev'/'per_image.csv')) == (split.split == 'test').sum()
 
 
+def test_all_three_lgg_sequences_as_input_channels(tmp_path):
+    "--channel all: the model takes LGG's three sequences (card, weights, split say so); predict and evaluate read them back, a grey slice is refused by name."
+    from safetensors.torch import load_file
+    lgg, out = lgg_like(tmp_path/'lgg'), tmp_path/'run'
+    r = run_cli('--data', lgg, '--out', out, '--channel', 'all', '--size', 64, '--bs', 8, '--epochs', 1, '--valid_pct', 0.25, '--test_pct', 0.25)
+    assert r.returncode == 0, r.stderr[-2000:]
+    card = json.loads((out/'model_card.json').read_text())
+    assert card['channel'] == 'all' and card['n_in'] == 3
+    assert yaml.safe_load((out/'config.yaml').read_text())['channel'] == 'all'
+    stem = load_file(out/'model.safetensors')['encoder.model.conv_stem.weight']
+    assert stem.shape[1] == 3                                           # the first convolution reads three channels
+    split = pd.read_csv(out/'split.csv')
+    assert set(split.channel) == {'all'}
+    tools = Path(sys.executable).parent
+    ev = subprocess.run([str(tools/'bts_evaluate'), '--model', out, '--split', out/'split.csv', '--side', 'test', '--out', tmp_path/'ev'],
+                        capture_output=True, text=True, timeout=600)
+    assert ev.returncode == 0 and 'channel all' in ev.stdout, ev.stderr[-2000:]
+    assert len(pd.read_csv(tmp_path/'ev'/'per_image.csv')) == (split.split == 'test').sum()
+    one = Path(split.image[0])
+    pr = subprocess.run([str(tools/'bts_predict'), '--model', out, '--input', one, '--out', tmp_path/'pred', '--save', 'mask'],
+                        capture_output=True, text=True, timeout=600)
+    assert pr.returncode == 0, pr.stderr[-2000:]
+    assert (tmp_path/'pred'/f'{one.stem}_mask.png').exists()
+    from PIL import Image
+    import numpy as np
+    (tmp_path/'grey').mkdir(); Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path/'grey'/'g.png')
+    pr = subprocess.run([str(tools/'bts_predict'), '--model', out, '--input', tmp_path/'grey'/'g.png', '--out', tmp_path/'pred2'],
+                        capture_output=True, text=True, timeout=600)
+    table = pd.read_csv(tmp_path/'pred2'/'predictions.csv') if (tmp_path/'pred2'/'predictions.csv').exists() else None
+    assert pr.returncode != 0 or (table is not None and (table.status == 'error').all()), pr.stdout + pr.stderr
+    said = pr.stderr + (table.error.astype(str).str.cat() if table is not None else '')
+    assert 'g.png' in said and 'single-channel' in said, said
+
+
 def test_bad_source_in_a_list_is_named(tiny_data, tmp_path):
     r = run_cli('--data', f'{tiny_data},{tmp_path}/no_such_set', '--out', tmp_path/'run', '--epochs', 1)
     assert r.returncode != 0 and 'no_such_set' in r.stderr
