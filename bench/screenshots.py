@@ -6,10 +6,10 @@ Needs Chromium, Voilà and Gradio (the dev requirements) and the model's data at
 `explorer.png` (PredictionExplorer on 12 test slices, worst first, error map on) and `app.png` (the app after segmenting
 the first example) into --out. Only pictures: no figure in them is quoted in the README.
 """
-import argparse, os, subprocess, sys, time, urllib.request
+import argparse, sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent.parent/'tests'))
-from browser import browser, explorer_notebook, free_port, settled_text, voila   # noqa: E402
+from browser import app_server, browser, explorer_notebook, settled_text, voila   # noqa: E402
 
 
 def explorer_shot(model, out:Path, work:Path):
@@ -24,23 +24,14 @@ def explorer_shot(model, out:Path, work:Path):
         page.screenshot(path=str(out/'explorer.png'))
 
 
-def app_shot(model, out:Path):
-    port = free_port()
-    proc = subprocess.Popen([Path(sys.executable).parent/'bts_app', '--model', str(model), '--port', str(port)],
-                            env={**os.environ, 'GRADIO_ANALYTICS_ENABLED': 'False'}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f'http://127.0.0.1:{port}'
-    try:
-        for _ in range(240):
-            try: urllib.request.urlopen(url, timeout=2); break
-            except Exception: time.sleep(0.5)
-        with browser() as b:
-            page = b.new_page(viewport={'width': 1280, 'height': 1100})
-            page.goto(url, wait_until='load')
-            page.locator('#examples button.gallery-item').nth(1).click()
-            page.wait_for_function("() => document.querySelector('#message').innerText.includes('Tumour area')", timeout=120000)
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(out/'app.png'), full_page=True)
-    finally: proc.terminate(); proc.wait(15)
+def app_shot(model, out:Path, work:Path):
+    with app_server(model, log_path=work/'app.log') as (url, _), browser() as b:
+        page = b.new_page(viewport={'width': 1280, 'height': 1100})
+        page.goto(url, wait_until='load')
+        page.locator('#examples button.gallery-item').nth(1).click()
+        page.wait_for_function("() => document.querySelector('#message').innerText.includes('Tumour area')", timeout=120000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out/'app.png'), full_page=True)
 
 
 if __name__ == '__main__':
@@ -49,6 +40,7 @@ if __name__ == '__main__':
     a = ap.parse_args()
     out = Path(a.out); out.mkdir(exist_ok=True)
     import tempfile
-    explorer_shot(a.model, out, Path(tempfile.mkdtemp()))
-    app_shot(a.model, out)
+    work = Path(tempfile.mkdtemp())
+    explorer_shot(a.model, out, work)
+    app_shot(a.model, out, work)
     print(f"written: {out/'explorer.png'}, {out/'app.png'}")

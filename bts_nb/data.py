@@ -15,7 +15,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from fastcore.all import L
     from fastai.vision.all import (DataBlock, ImageBlock, PILImage, PILImageBW, PILMask, ItemTransform, Transform,
                                    TensorImage, Resize, ResizeMethod)
-    from bts_nb.readers import DataError, _few, read_mask, read_pairs, read_slice_u8, verify_pairs, as_channel, ALL_CHANNELS
+    from bts_nb.readers import DataError, _few, read_mask, read_pairs, read_slice_u8, verify_pairs, as_channel, ALL_CHANNELS, detect_layout
     from bts_nb.phantoms import synthetic_root
     from bts_nb.splits import load_split, split_pairs
 
@@ -134,9 +134,10 @@ def seg_datablock(size:int=256, aug:str='light', channel:int|str|None=None, seed
                      batch_tfms=[PerImageNormalize()])
 
 # %% ../nbs/00c_data.ipynb #fedb7df6
-def default_channel(layout:str) -> int|None:
-    "LGG's masks outline the FLAIR abnormality, so LGG reads its FLAIR channel (1); other layouts are single-channel."
-    return 1 if layout == 'lgg' else None
+def default_channel(layout:str, with_single_channel:bool=False) -> int|str|None:
+    "LGG reads its three sequences ('all'), or its FLAIR (1), on which its masks were drawn, when it trains `with_single_channel` sources; other layouts are single-channel (None)."
+    if layout != 'lgg': return None
+    return 1 if with_single_channel else ALL_CHANNELS
 
 def data_sources(data) -> list|None:
     "Dataset folders named by `data`: None, one folder, a list, or folders joined by commas ('a,b')."
@@ -158,9 +159,11 @@ def split_source(source, layout:str='auto', valid_pct:float=0.2, test_pct:float=
 
 def multi_source_split(sources:list, layout:str='auto', channel:int|str|None=None, **kwargs) -> pd.DataFrame:
     "One table over several dataset folders, each read in its own layout and channel and split on its own."
-    tables = []
-    for src in sources:
-        df = split_source(src, layout, channel=channel, **kwargs)
+    channel, tables = as_channel(channel), []
+    layouts = [detect_layout(Path(s).expanduser()) if layout == 'auto' else layout for s in sources]
+    mixed = any(name != 'lgg' for name in layouts)            # one model takes one number of channels: beside grey slices, LGG gives FLAIR
+    for src, name in zip(sources, layouts):
+        df = split_source(src, name, channel=default_channel(name, mixed) if channel is None else channel, **kwargs)
         df['source'] = str(Path(src).resolve())
         df['layout'] = df.attrs.get('layout')
         df['channel'] = pd.Series([df.attrs['channel']] * len(df), index=df.index, dtype=object)   # an integer plane, 'all' or None
@@ -174,7 +177,7 @@ def multi_source_split(sources:list, layout:str='auto', channel:int|str|None=Non
 def table_channel(df:pd.DataFrame, default:int|str|None=None) -> int|str|None:
     "The one channel that a table's multi-channel rows use (its `channel` column), else `default`."
     if 'channel' not in df: return as_channel(default)
-    chans = set(df['channel'].map(as_channel).dropna())
+    chans = {as_channel(v) for v in df['channel']} - {None}        # plain Python values: a Series map would make 1 into 1.0
     if len(chans) > 1: raise DataError(f"the sources use different channels {sorted(map(str, chans))}; one model card can name only one")
     return chans.pop() if chans else as_channel(default)
 

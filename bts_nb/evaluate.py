@@ -31,13 +31,14 @@ def evaluate_dataset(seg:Segmenter, root=None, layout:str='auto', channel:int|st
         layout_name = pairs.attrs.get('layout')
     if not len(pairs): raise DataError(f"no images to evaluate ({split or root}, side {side})")
     explicit = as_channel(channel)
-    if explicit is None and seg.card.get('channel') == 'all': explicit = 'all'      # a model of all three sequences reads them from any layout
-    channel = default_channel(layout_name) if explicit is None else explicit
-    seg.check_channel(channel)
+    if explicit is None: explicit = as_channel(seg.card.get('channel'))     # the model reads files as it was trained to
+    channel = default_channel(layout_name, with_single_channel=seg.card['n_in'] == 1) if explicit is None else explicit
+    row_channels = [explicit if explicit is not None else row_channel(r, channel) for _, r in pairs.iterrows()]
+    for ch in {channel, *row_channels}: seg.check_channel(ch)       # e.g. a one-channel model on a split saved with 'all': say so first
     rows = []
     for i in range(0, len(pairs), bs):
         chunk = pairs.iloc[i:i+bs]
-        imgs = [read_input(r['image'], explicit if explicit is not None else row_channel(r, channel)) for _, r in chunk.iterrows()]
+        imgs = [read_input(p, ch) for p, ch in zip(chunk['image'], row_channels[i:i+bs])]
         probs, _ = seg.probs(imgs)
         for (img_path, msk_path), img, prob in zip(chunk[['image', 'mask']].itertuples(index=False), imgs, probs):
             truth = read_mask(msk_path, img.shape, img_path)
@@ -74,7 +75,7 @@ def bts_evaluate(
     data:str=None,             # a dataset root with masks (any layout)
     out:str=None,              # folder for per_image.csv and summary.json
     layout:str='auto',         # auto, figshare, lgg or folders
-    channel:str=None,          # channel of multi-channel images: a plane number or all (default: the model's all, else LGG's 1, FLAIR)
+    channel:str=None,          # channel of multi-channel images: a plane number or all (default: the model card's; for a single-channel model, LGG's FLAIR)
     split:str=None,            # instead of --data: a saved split.csv ...
     side:str=None,             # ... and its side (test, valid, train)
     threshold:float=None,      # probability threshold (default: the model card's)

@@ -63,7 +63,7 @@ class Segmenter:
         "`channel` (None: the card's) if it gives the model as many input channels as it was trained on, else a `ValueError`."
         channel = as_channel(self.card.get('channel') if channel is None else channel)
         if n_input_channels(channel) != self.card['n_in']:
-            raise ValueError(f"the model takes {self.card['n_in']} input channel(s) (trained on channel {self.card.get('channel')}); channel {channel} gives {n_input_channels(channel)}")
+            raise ValueError(f"the model takes {self.card['n_in']} input channel(s) (trained on channel {self.card.get('channel')}); channel {channel} gives {n_input_channels(channel)}: choose the channel to read (--channel)")
         return channel
 
     def settings(self) -> dict:

@@ -140,7 +140,7 @@ def bts_leakcheck(
     data:str=None,           # or: dataset folder(s), split as bts_train would with the options below
     layout:str='auto',       # auto, figshare, lgg or folders
     valid_pct:float=0.2, test_pct:float=0.0, seed:int=42,
-    channel:str=None,        # channel of multi-channel images (LGG: 1, FLAIR; all: every plane)
+    channel:str=None,        # channel of multi-channel images: all (LGG's default) or a plane number (1: FLAIR)
     out:str=None,            # folder for leaks.csv, leak_summary.json and the figures
     q:float=0.99,            # quantile of the between-patient best matches that sets the threshold
     far:int=None,            # without patient ids: slices further apart than this in the numbering are different patients (default 50, less for small sets)

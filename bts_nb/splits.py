@@ -90,7 +90,7 @@ def save_split(df:pd.DataFrame, path) -> Path:
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     cols = [c for c in ('image', 'mask', 'stem', 'patient', 'number', 'slice', 'order', 'block', 'source', 'layout', 'channel', 'split') if c in df]
     out = df[cols].copy()
-    if 'channel' not in out and df.attrs.get('channel') is not None: out['channel'] = df.attrs['channel']   # LGG's FLAIR travels with the split
+    if 'channel' not in out and df.attrs.get('channel') is not None: out['channel'] = df.attrs['channel']   # LGG's channel travels with the split
     for c in ('image', 'mask'): out[c] = [str(Path(p).resolve()) for p in out[c]]   # reusable from any working directory
     out.to_csv(path, index=False)
     return path

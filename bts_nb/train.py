@@ -48,7 +48,7 @@ class TrainConfig:
     allow_leaky_split: bool = False  # train on a `split` that the leak check flags (the model card records it)
     valid_pct: float = 0.2
     test_pct: float = 0.0
-    channel: int|str|None = None   # channel of multi-channel files (LGG: 1 = FLAIR by default; 'all': the three sequences as input channels)
+    channel: int|str|None = None   # channel of multi-channel files; None: LGG's three sequences ('all'), or its FLAIR (1) beside single-channel data
     arch: str = 'smp_unet'         # smp's U-Net; 'dynamic_unet' is fastai's (bench/encoders.py times both)
     arch_kw: dict|None = None      # the architecture's options; None: its recommended start (`RECOMMENDED_ARCH_KW`; {} for the others)
     pretrained: bool|str|None = None   # None: True when bts_nb ships the encoder's ImageNet weights (EfficientNet-Lite), else False; or a local weights file
@@ -599,7 +599,7 @@ def bts_train(
     split:str=None,                 # a saved split.csv to reuse (checked for leaks first)
     allow_leaky_split:store_true=False,  # train on a --split that the leak check flags (the model card records it)
     valid_pct:float=None, test_pct:float=None,
-    channel:str=None,               # channel of multi-channel images: a plane number (LGG default: 1, FLAIR) or all (LGG's three sequences)
+    channel:str=None,               # channel of multi-channel images: all (LGG's default: its three sequences) or a plane number (1: FLAIR)
     arch:str=None,                  # one of bts_nb.models.ARCHS
     pretrained:str=None,            # true, false or a local weights file; default: true when bts_nb ships the encoder's ImageNet weights (tf_efficientnet_lite0/1/2)
     encoder:str=None,               # the U-Net's encoder (default for smp_unet and dynamic_unet: tf_efficientnet_lite0), e.g. resnet18

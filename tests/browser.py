@@ -76,6 +76,26 @@ def voila(notebook, timeout:float=120):
         try: proc.wait(15)
         except subprocess.TimeoutExpired: proc.kill()
 
+@contextlib.contextmanager
+def app_server(model, *options, log_path, timeout:float=120):
+    "Serve the Gradio app (`bts_app --model model *options`) on 127.0.0.1; yields (URL, log file) once it answers."
+    import subprocess, sys, time, os, urllib.request
+    port, log = free_port(), open(log_path, 'w+')
+    proc = subprocess.Popen([Path(sys.executable).parent/'bts_app', '--model', str(model), '--port', str(port), *map(str, options)],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, 'GRADIO_ANALYTICS_ENABLED': 'False'})
+    url = f'http://127.0.0.1:{port}'
+    try:
+        for _ in range(int(timeout * 2)):
+            if proc.poll() is not None: log.seek(0); raise RuntimeError(f"bts_app exited: {log.read()[-3000:]}")
+            try: urllib.request.urlopen(url, timeout=2); break
+            except Exception: time.sleep(0.5)
+        else: log.seek(0); raise RuntimeError(f"bts_app did not answer in {timeout} s: {log.read()[-3000:]}")
+        yield url, log
+    finally:
+        proc.terminate()
+        try: proc.wait(10)
+        except subprocess.TimeoutExpired: proc.kill()
+
 def settled_text(page, selector:str, quiet_s:float=1.5, timeout:float=60) -> str:
     "The text of `selector` once it has not changed for `quiet_s` seconds (widgets update in steps as a slider moves)."
     import time

@@ -1,12 +1,12 @@
 """The Gradio web app: started with `bts_app` on 127.0.0.1, driven in headless Chromium; bad uploads refused in the page;
 concurrent requests served; the Space folder written by `bts_space`."""
-import re, subprocess, sys, time, urllib.request
+import re, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from browser import ARTIFACTS, browser, free_port, needs_chromium
+from browser import ARTIFACTS, app_server, browser, needs_chromium
 
 
 BIN = Path(sys.executable).parent
@@ -20,20 +20,9 @@ def model(learned):
 
 @pytest.fixture(scope='module')
 def server(model, tmp_path_factory):
-    port = free_port()
-    log = open(tmp_path_factory.mktemp('applog')/'app.log', 'w+')
-    proc = subprocess.Popen([BIN/'bts_app', '--model', str(model[1]), '--port', str(port), '--max_mb', '1'],
-                            stdout=log, stderr=subprocess.STDOUT, env={**__import__('os').environ, 'GRADIO_ANALYTICS_ENABLED': 'False'})
-    url = f'http://127.0.0.1:{port}'
-    for _ in range(240):
-        if proc.poll() is not None: log.seek(0); pytest.fail(f"bts_app exited: {log.read()[-3000:]}")
-        try: urllib.request.urlopen(url, timeout=2); break
-        except Exception: time.sleep(0.5)
-    else: proc.kill(); log.seek(0); pytest.fail(f"bts_app did not answer in 120 s: {log.read()[-3000:]}")
-    yield url, log
-    proc.terminate()
-    try: proc.wait(10)
-    except subprocess.TimeoutExpired: proc.kill()
+    try:
+        with app_server(model[1], '--max_mb', 1, log_path=tmp_path_factory.mktemp('applog')/'app.log') as (url, log): yield url, log
+    except RuntimeError as e: pytest.fail(str(e))
 
 
 IDLE = "() => !/processing \\||queue: /.test(document.body.innerText)"     # Gradio's status trackers are gone

@@ -98,7 +98,7 @@ def test_interrupted_cv_resumes_without_redoing_finished_folds(tmp_path, monkeyp
 
 
 @needs_lgg
-def test_lgg_folds_hold_whole_patients_and_read_flair(tmp_path):
+def test_lgg_folds_hold_whole_patients_and_keep_their_channel(tmp_path):
     from bts_nb.data import seg_dataloaders, split_source
     from bts_nb.splits import fold_groups, fold_split, save_split
     folds = fold_groups(split_source(LGG, valid_pct=0.0, verbose=False), k=5)
@@ -106,4 +106,4 @@ def test_lgg_folds_hold_whole_patients_and_read_flair(tmp_path):
     assert sorted(folds.groupby('fold').patient.nunique()) == [3, 4, 4, 4, 5]
     path = save_split(fold_split(folds, 0), tmp_path/'fold_0.csv')
     dls = seg_dataloaders(split=path, size=64, bs=4, verbose=False)
-    assert dls.channel == 1                                          # a saved LGG split still reads FLAIR, not channel 0
+    assert dls.channel == 'all'                                      # a saved LGG split reads what it was split with, not channel 0

@@ -48,11 +48,13 @@ def test_lgg_20_patients_split_by_case(capsys):
 
 
 @needs_lgg
-def test_lgg_loader_reads_flair_channel():
+def test_lgg_loader_reads_three_sequences_or_flair():
     dls = seg_dataloaders(LGG, size=64, bs=4, verify=False, verbose=False)
-    assert dls.channel == 1
+    assert dls.channel == 'all'                                     # the default: pre-contrast, FLAIR, post-contrast
     xb, yb = dls.one_batch()
-    assert xb.shape == (4, 1, 64, 64) and yb.shape == (4, 64, 64)
+    assert xb.shape == (4, 3, 64, 64) and yb.shape == (4, 64, 64)
+    flair = seg_dataloaders(LGG, size=64, bs=4, verify=False, verbose=False, channel=1)
+    assert flair.channel == 1 and flair.one_batch()[0].shape == (4, 1, 64, 64)
 
 
 # --- splits ---------------------------------------------------------------------------------------------------
