@@ -12,7 +12,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     import numpy as np
     from PIL import Image
     import ipywidgets as W
-    from bts_nb.readers import read_slice_u8, read_mask, DataError
+    from bts_nb.readers import read_mask, DataError
     from bts_nb.metrics import dice_score, hd95
     from bts_nb.inference import Segmenter, overlay, postprocess, read_input
 
@@ -50,7 +50,7 @@ class PredictionExplorer:
     "Widgets to browse a model's predictions on (image, mask) pairs, worst Dice first, with a live threshold."
     def __init__(self, seg:Segmenter, images:list, masks:list, channel=None):
         self.seg, self.names = seg, [Path(p).name for p in images]
-        self.imgs = [read_slice_u8(p, channel) for p in images]
+        self.imgs = [read_input(p, seg.card.get('channel') if channel is None else channel) for p in images]   # as the model was trained to read them
         self.truths = [read_mask(m, im.shape, p) for m, im, p in zip(masks, self.imgs, images)]
         self.probs = seg.probs(self.imgs)[0]
         self.threshold = W.FloatSlider(value=seg.threshold, min=0.05, max=0.95, step=0.05, description='threshold')
