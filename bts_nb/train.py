@@ -6,6 +6,7 @@
 from __future__ import annotations
 import json, os, re, signal, sys, time, dataclasses
 import warnings
+from collections import Counter
 with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
     warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
     from dataclasses import dataclass, asdict
@@ -522,10 +523,27 @@ def _start_cv(cfg:TrainConfig, out, folds:int, mode:str, verbose:bool):
     info = dict(folds=folds, seed=cfg.seed, grouped_by=grouped, valid_pct=cfg.valid_pct, n_images=len(table), n_groups=int(table['group'].nunique()))
     atomic_write(out/'cv.json', lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))   # written last: it marks a complete start
 
+def _fold_finished(d) -> bool:
+    "Has the fold run in `d` finished (a model card, and no checkpoint of an unfinished epoch)?"
+    return (Path(d)/'model_card.json').exists() and checkpoint_file(d) is None
+
+def _check_fold(out, i:int):
+    "Refuse a finished fold that is not fold i of this cross-validation: trained with another config, or on other held-out slices."
+    d, cv_cfg = out/f'fold_{i}', dataclasses.asdict(TrainConfig.from_yaml(out/'config.yaml'))
+    fold_cfg = dataclasses.asdict(TrainConfig.from_yaml(d/'config.yaml'))
+    differ = sorted(k for k in cv_cfg if k != 'split' and fold_cfg.get(k) != cv_cfg[k])
+    if differ: raise ValueError(f"{d}: trained with another config than {out/'config.yaml'} ({', '.join(f'{k}: {fold_cfg.get(k)!r} against {cv_cfg[k]!r}' for k in differ)})")
+    folds = pd.read_csv(out/'folds.csv')
+    want = Counter(Path(p).name for p in folds.loc[folds['fold'] == i, 'image'])
+    got = Counter(Path(p).name for p in pd.read_csv(d/'per_image_test.csv')['image'])
+    if got != want:
+        raise ValueError(f"{d}: its test slices are not fold {i} of {out/'folds.csv'} ({sum((got - want).values())} slices outside the fold, "
+                         f"{sum((want - got).values())} of the fold missing): a fold from another cross-validation cannot join this one")
+
 def _train_fold(cfg:TrainConfig, out, i:int, verbose:bool):
     "Fold i: skipped when finished, resumed from its checkpoint, else trained from its split file."
     d = out/f'fold_{i}'
-    if (d/'model_card.json').exists() and checkpoint_file(d) is None:
+    if _fold_finished(d):
         if verbose: print(f"fold {i}: finished earlier, kept")
         return
     if verbose: print(f"fold {i}: {'resuming' if checkpoint_file(d) else 'training'} ({d})")
@@ -536,6 +554,7 @@ def cv_summary(out) -> dict:
     "Gather the folds of `out`: per_image_oof.csv (each slice from the model that held it out) and cv_summary.json; returns the summary."
     tables, per_fold, valid = [], [], []
     for i, d in enumerate(fold_dirs(out)):
+        _check_fold(Path(out), i)
         tab = pd.read_csv(d/'per_image_test.csv')
         tables.append(tab.assign(fold=i))
         ev = json.loads((d/'eval.json').read_text())
@@ -548,24 +567,39 @@ def cv_summary(out) -> dict:
     atomic_write(Path(out)/'cv_summary.json', lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
     return summary
 
-def cross_validate(cfg:TrainConfig, out, folds:int=5, resume:bool=False, overwrite:bool=False, verbose:bool=True) -> dict:
-    "Train `folds` models on patient-disjoint folds into `out` (see the table above); returns the CV summary."
+def _which_folds(only, folds:int) -> list:
+    "The folds to train: all of them, or those of `only` (each checked to be one of the `folds`)."
+    if only is None: return list(range(folds))
+    bad = [i for i in only if not 0 <= int(i) < folds]
+    if bad: raise ValueError(f"--fold {', '.join(map(str, bad))}: this cross-validation has folds 0 to {folds - 1}")
+    return sorted({int(i) for i in only})
+
+def cross_validate(cfg:TrainConfig, out, folds:int=5, resume:bool=False, overwrite:bool=False, verbose:bool=True, only:list|None=None) -> dict:
+    "Train `folds` models on patient-disjoint folds into `out` (see the table above), or only the folds in `only`; returns the CV summary once every fold is finished."
     out = Path(out).expanduser().resolve()
     init_distributed()
     main = is_main_process()
     verbose = verbose and main
+    if only is not None and not overwrite and is_cv_folder(out): resume = True     # more folds of a cross-validation begun earlier
     mode = check_cv_folder(out, resume, overwrite, None if resume else cfg.data)
     barrier()                                             # in a distributed run, the first process alone writes
     if resume: cfg, folds = TrainConfig.from_yaml(out/'config.yaml'), json.loads((out/'cv.json').read_text())['folds']
     cfg.check()
     if not resume and main: _start_cv(cfg, out, folds, mode, verbose)
     barrier()
-    for i in range(folds):
+    for i in _which_folds(only, folds):
         try: _train_fold(cfg, out, i, verbose)
         except KeyboardInterrupt as e:
-            done = ', '.join(f'fold_{j}' for j in range(i)) or 'none'
+            done = ', '.join(f'fold_{j}' for j in range(folds) if _fold_finished(out/f'fold_{j}')) or 'none'
             raise KeyboardInterrupt(f"{e}\ncross-validation: finished {done}; stopped in fold_{i}; continue all folds with: bts_train --out {out} --resume") from None
     if not main: return {}
+    finished = [i for i in range(folds) if _fold_finished(out/f'fold_{i}')]
+    if len(finished) < folds:
+        left = [i for i in range(folds) if i not in finished]
+        if verbose: print(f"cross-validation {out}: fold(s) {', '.join(map(str, finished)) or 'none'} finished, {', '.join(map(str, left))} not yet. "
+                          f"Train them with --fold (here, or on other machines with the same command, copying their fold_<i>/ folders in), "
+                          f"then `bts_train --out {out} --resume` writes the summary")
+        return dict(folds=folds, finished=finished, remaining=left)
     summary = cv_summary(out)
     if verbose:
         m, o = summary['over_folds'], summary['out_of_fold']
@@ -585,6 +619,12 @@ def _without_option(args:list, name:str) -> list:
         if a == name: skip = True; continue
         if not a.startswith(name + '='): out.append(a)
     return out
+
+def _fold_list(v) -> list|None:
+    "The fold numbers of `--fold` ('0', '2,3'), or None."
+    if v is None: return None
+    try: return [int(s) for s in str(v).split(',') if s.strip()]
+    except ValueError: raise ValueError(f"--fold {v}: give fold numbers, e.g. 0 or 2,3") from None
 
 def _parse_pretrained(v):
     if v is None: return None
@@ -615,6 +655,7 @@ def bts_train(
     precision:str=None,             # auto (bfloat16 on CPUs with bf16 instructions, fp16 on CUDA), bf16, fp16 or fp32
     num_workers:int=None,           # data-loading processes (default: 0 on a CPU, up to 8 with a GPU)
     folds:int=None,                 # k >= 2: patient-wise k-fold cross-validation, one run per fold in --out/fold_<i> and a summary
+    fold:str=None,                  # train only these folds of the cross-validation (e.g. 0 or 2,3), as nnU-Net trains one fold per command; the summary comes once all are finished
     resume:store_true=False,        # continue the interrupted run (or cross-validation) in --out
     overwrite:store_true=False,     # replace a finished run in --out
     nproc:int=None,                 # train in this many processes on this machine (torchrun --standalone; gloo on CPU, NCCL on GPUs); --bs is per process
@@ -634,10 +675,15 @@ def bts_train(
         cfg = dataclasses.replace(TrainConfig.from_yaml(config), **given) if config else TrainConfig(**given)   # `~` expanded there
         if encoder is not None:                                  # without --pretrained: pretrained when bts_nb ships this encoder's weights
             cfg = dataclasses.replace(cfg, arch_kw={**cfg.arch_kw, 'encoder': encoder}, pretrained=given.get('pretrained'))
-        if resume and (encoder is not None or any(v is not None for v in given.values())): print("--resume continues the saved config.yaml; other options are ignored")
-        if folds is not None or (resume and is_cv_folder(out)):
-            if resume and folds is not None: print("--resume continues the saved cross-validation; --folds is ignored")
-            cross_validate(cfg, out, folds or 5, resume=resume, overwrite=overwrite)
+        only = _fold_list(fold)
+        more_folds = only is not None and not overwrite and is_cv_folder(out)       # more folds of a cross-validation begun earlier
+        if (resume or more_folds) and (encoder is not None or any(v is not None for v in given.values())):
+            print(f"{'--resume' if resume else '--fold'} continues the saved config.yaml; other options are ignored")
+        if folds is not None or only is not None or (resume and is_cv_folder(out)):
+            if (resume or more_folds) and folds is not None: print(f"{'--resume' if resume else '--fold'} continues the saved cross-validation; --folds is ignored")
+            if only is not None and folds is None and not is_cv_folder(out):
+                raise ValueError(f"--fold {fold}: {out} holds no cross-validation; start one with --folds k")
+            cross_validate(cfg, out, folds or 5, resume=resume, overwrite=overwrite, only=only)
         else: train(cfg, out, resume=resume, overwrite=overwrite)
     except KeyboardInterrupt as e:
         print(f"\n{e}" if str(e) else "\ninterrupted", file=sys.stderr); sys.exit(130)

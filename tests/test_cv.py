@@ -74,6 +74,20 @@ def test_cv_refuses_bad_options_and_foreign_folders(cv_run, tmp_path):
     res = cli('bts_train', '--data', data, '--out', cv, *ONE_EPOCH, '--overwrite')   # a single run over a CV: refused
     assert res.returncode == 2 and 'holds a cross-validation' in res.stderr
     assert (cv/'fold_0'/'model.safetensors').exists()
+    res = cli('bts_train', '--data', data, '--out', tmp_path/'e', '--fold', 0, *ONE_EPOCH)   # --fold alone starts nothing
+    assert res.returncode == 2 and 'holds no cross-validation; start one with --folds' in res.stderr
+    res = cli('bts_train', '--out', cv, '--fold', 'two')
+    assert res.returncode == 2 and 'give fold numbers' in res.stderr
+    res = cli('bts_train', '--out', cv, '--fold', '1,3')
+    assert res.returncode == 2 and 'has folds 0 to 2' in res.stderr
+    assert not any(tmp_path.glob('e'))
+
+
+def test_fold_option_continues_the_saved_cross_validation(cv_run):
+    data, cv, _ = cv_run
+    res = cli('bts_train', '--out', cv, '--fold', 1)            # a finished fold: kept, and the summary gathered again
+    assert res.returncode == 0, res.stderr
+    assert 'fold 1: finished earlier, kept' in res.stdout and '3-fold cross-validation' in res.stdout
 
 
 def test_interrupted_cv_resumes_without_redoing_finished_folds(tmp_path, monkeypatch):
