@@ -531,7 +531,8 @@ def _check_fold(out, i:int):
     "Refuse a finished fold that is not fold i of this cross-validation: trained with another config, or on other held-out slices."
     d, cv_cfg = out/f'fold_{i}', dataclasses.asdict(TrainConfig.from_yaml(out/'config.yaml'))
     fold_cfg = dataclasses.asdict(TrainConfig.from_yaml(d/'config.yaml'))
-    differ = sorted(k for k in cv_cfg if k != 'split' and fold_cfg.get(k) != cv_cfg[k])
+    own = {'split'} | ({'epochs', 'budget_min'} if cv_cfg['budget_min'] else set())    # a fold's own split; under a budget, the epochs its probe chose
+    differ = sorted(k for k in cv_cfg if k not in own and fold_cfg.get(k) != cv_cfg[k])
     if differ: raise ValueError(f"{d}: trained with another config than {out/'config.yaml'} ({', '.join(f'{k}: {fold_cfg.get(k)!r} against {cv_cfg[k]!r}' for k in differ)})")
     folds = pd.read_csv(out/'folds.csv')
     want = Counter(Path(p).name for p in folds.loc[folds['fold'] == i, 'image'])
