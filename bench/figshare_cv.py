@@ -12,6 +12,7 @@ first checks that every recorded fold holds its own fold's slices and the same c
 """
 import argparse, filecmp, json, shutil
 from pathlib import Path
+import pandas as pd
 
 RESULTS = Path(__file__).parent/'results'
 DEST = RESULTS/'fig_cv5_lite0'
@@ -50,8 +51,9 @@ def report(dest:Path):
     have = [i for i in range(n) if (dest/f'fold_{i}'/'eval.json').exists()]
     for i in have:
         t = json.loads((dest/f'fold_{i}'/'eval.json').read_text())['test']
+        under = (pd.read_csv(dest/f'fold_{i}'/'per_image_test.csv')['dice'] < 0.1).mean()
         print(f"fold {i}: {t['n_images']} held-out slices, mean per-image Dice {t['dice_mean']:.3f} (median {t['dice_median']:.3f}), "
-              f"global {t['dice_global']:.3f}, HD95 {t['hd95_mean']:.1f} px, missed tumours {t['missed_tumour_rate']:.1%}")
+              f"global {t['dice_global']:.3f}, HD95 {t['hd95_mean']:.1f} px, slices under Dice 0.1 {under:.1%}, missed tumours {t['missed_tumour_rate']:.1%}")
     if len(have) < n:
         print(f"{len(have)} of {n} folds recorded; train the others with: bts_train --data ../shared/data/figshare --out runs/fig_cv5 "
               f"--folds {n} --fold {','.join(str(i) for i in range(n) if i not in have)}")
@@ -62,6 +64,7 @@ def report(dest:Path):
     print(f"{n}-fold CV, {s['n_images']} slices in {s['n_groups']} blocks; over folds (mean ± sd): "
           + ', '.join(f"{k} {m[k]['mean']:.3f} ± {m[k]['sd']:.3f}" for k in ('dice_mean', 'dice_median', 'dice_global', 'hd95_mean', 'missed_tumour_rate')))
     print("out of fold, pooled: " + ', '.join(f"{k} {o[k]:.3f}" for k in ('dice_mean', 'dice_median', 'dice_global', 'hd95_mean', 'missed_tumour_rate')))
+    print(f"out of fold, slices under Dice 0.1: {(pd.read_csv(dest/'per_image_oof.csv')['dice'] < 0.1).mean():.1%}")
 
 
 def main():
