@@ -586,9 +586,10 @@ def cross_validate(cfg:TrainConfig, out, folds:int=5, resume:bool=False, overwri
     barrier()                                             # in a distributed run, the first process alone writes
     if resume: cfg, folds = TrainConfig.from_yaml(out/'config.yaml'), json.loads((out/'cv.json').read_text())['folds']
     cfg.check()
+    todo = _which_folds(only, folds)                      # a fold that does not exist is refused before the folder is touched
     if not resume and main: _start_cv(cfg, out, folds, mode, verbose)
     barrier()
-    for i in _which_folds(only, folds):
+    for i in todo:
         try: _train_fold(cfg, out, i, verbose)
         except KeyboardInterrupt as e:
             done = ', '.join(f'fold_{j}' for j in range(folds) if _fold_finished(out/f'fold_{j}')) or 'none'
