@@ -21,9 +21,9 @@ FOLD_FILES = ('config.yaml', 'eval.json', 'leak_check.json', 'metrics.csv', 'mod
 
 
 def finished_folds(run:Path) -> list:
-    "The fold folders of `run` whose training finished (a model card, no checkpoint left)."
-    n = json.loads((run/'cv.json').read_text())['folds']
-    return [i for i in range(n) if (run/f'fold_{i}'/'model_card.json').exists() and not any((run/f'fold_{i}').glob('checkpoint.*'))]
+    "The folds of `run` whose training finished, by bts_train's own rule."
+    from bts_nb.train import _fold_finished
+    return [i for i in range(json.loads((run/'cv.json').read_text())['folds']) if _fold_finished(run/f'fold_{i}')]
 
 
 def record(run:Path, dest:Path) -> list:
