@@ -8,7 +8,8 @@ first checks that every recorded fold holds its own fold's slices and the same c
 
     bts_train --data ../shared/data/figshare --out runs/fig_cv5 --folds 5 [--fold 2,3]
     python bench/figshare_cv.py --record runs/fig_cv5       # adds the finished folds to bench/results/fig_cv5_lite0
-    python bench/figshare_cv.py                             # what is recorded; the summary once all folds are in
+    python bench/figshare_cv.py                             # what is recorded; once all folds are in, the summary and cv_table.csv
+    python bench/figshare_cv.py --markdown                  # the README's table, from the record
 """
 import argparse, filecmp, json, shutil
 from pathlib import Path
@@ -65,14 +66,58 @@ def report(dest:Path):
           + ', '.join(f"{k} {m[k]['mean']:.3f} ± {m[k]['sd']:.3f}" for k in ('dice_mean', 'dice_median', 'dice_global', 'hd95_mean', 'missed_tumour_rate')))
     print("out of fold, pooled: " + ', '.join(f"{k} {o[k]:.3f}" for k in ('dice_mean', 'dice_median', 'dice_global', 'hd95_mean', 'missed_tumour_rate')))
     print(f"out of fold, slices under Dice 0.1: {(pd.read_csv(dest/'per_image_oof.csv')['dice'] < 0.1).mean():.1%}")
+    cv_table(dest).to_csv(dest/'cv_table.csv', index=False)
+    print(f"wrote {dest/'cv_table.csv'}; python bench/figshare_cv.py --markdown prints it as the README's table")
+
+
+def cv_table(dest:Path) -> pd.DataFrame:
+    "One row per fold, the mean and sd over folds, and all slices pooled out of fold, from `cv_summary.json` and `per_image_oof.csv`."
+    s = json.loads((dest/'cv_summary.json').read_text())
+    folds, oof = pd.read_csv(dest/'folds.csv'), pd.read_csv(dest/'per_image_oof.csv')
+    keys = ('dice_mean', 'dice_median', 'dice_global', 'hd95_mean', 'hd95_median', 'missed_tumour_rate')
+    rows = []
+    for i, (t, v) in enumerate(zip(s['per_fold'], s['valid_per_fold'])):
+        card = json.loads((dest/f'fold_{i}'/'model_card.json').read_text())
+        rows.append(dict(held_out=f'fold {i}', groups=folds.loc[folds.fold == i, 'group'].nunique(), n_images=t['n_images'],
+                         train_minutes=card['train_minutes'], valid_dice_mean=v['dice_mean'], **{k: t[k] for k in keys},
+                         frac_dice_lt_0_1=(oof.loc[oof.fold == i, 'dice'] < 0.1).mean()))
+    m, o = s['over_folds'], s['out_of_fold']
+    rows.append(dict(held_out='mean over folds', **{k: m[k]['mean'] for k in keys}))
+    rows.append(dict(held_out='sd over folds', **{k: m[k]['sd'] for k in keys}))
+    rows.append(dict(held_out='all slices, out of fold', groups=s['n_groups'], n_images=o['n_images'], **{k: o[k] for k in keys},
+                     frac_dice_lt_0_1=(oof['dice'] < 0.1).mean()))
+    return pd.DataFrame(rows).astype({'groups': 'Int64', 'n_images': 'Int64'})
+
+
+def markdown(dest:Path):
+    "Print the README's table from the record's `cv_table.csv`."
+    t = pd.read_csv(dest/'cv_table.csv').set_index('held_out')
+    pct = lambda x: f"{100*x:.1f} %"
+    cells = lambda r: [f"{r.dice_mean:.3f}", f"{r.dice_median:.3f}", f"{r.dice_global:.3f}", f"{r.hd95_mean:.1f} ({r.hd95_median:.1f})",
+                       pct(r.frac_dice_lt_0_1), pct(r.missed_tumour_rate)]
+    row = lambda cs: print('| ' + ' | '.join(map(str, cs)) + ' |')
+    row(['held out', 'blocks', 'slices', 'training, min', 'validation mean Dice', 'held-out mean per-image Dice', 'median', 'global',
+         'HD95 mean (median), px', 'slices under Dice 0.1', 'missed tumour slices'])
+    row(['---']*11)
+    for name, r in t[t.index.str.startswith('fold')].iterrows():
+        row([name, int(r.groups), int(r.n_images), f"{r.train_minutes:.1f}", f"{r.valid_dice_mean:.3f}", *cells(r)])
+    m, sd = t.loc['mean over folds'], t.loc['sd over folds']
+    ms = lambda k, d=3: f"{m[k]:.{d}f} ± {sd[k]:.{d}f}"
+    row([f"mean ± sd over the {t.index.str.startswith('fold').sum()} folds", '', '', '', '', ms('dice_mean'), ms('dice_median'), ms('dice_global'),
+         ms('hd95_mean', 1), '', f"{pct(m.missed_tumour_rate)} ± {pct(sd.missed_tumour_rate)}"])
+    o = t.loc['all slices, out of fold']
+    c = cells(o)
+    row(['all slices, out of fold', int(o.groups), int(o.n_images), '', '', f"**{c[0]}**", *c[1:]])
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--record', type=Path, metavar='RUN', help="add the finished folds of this bts_train --folds folder to --dest")
     ap.add_argument('--dest', type=Path, default=DEST)
+    ap.add_argument('--markdown', action='store_true', help="print the README's table (needs every fold recorded)")
     a = ap.parse_args()
     if a.record: record(a.record, a.dest)
+    if a.markdown: return markdown(a.dest)
     report(a.dest)
 
 
