@@ -56,7 +56,10 @@ CANDIDATES = {
     'lite0_dyn':      dict(arch='dynamic_unet', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=True),
     'lite1_smp':      dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite1'), pretrained=True),
     'lite2_smp':      dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite2'), pretrained=True),
+    'lite0_smp_256':  dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=True, size=256),
     'lite0_smp_scratch': dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=False),
+    # the upstream v2 (UNet++ with deep supervision) on the pretrained lite0, with the defaults' loss, augmentation and schedule
+    'lite0_unetpp':   dict(arch='unetpp', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=True),
 }
 
 

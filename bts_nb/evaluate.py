@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, sys
 from pathlib import Path
 import pandas as pd
-from fastcore.script import call_parse
+from fastcore.script import call_parse, store_true
 from .readers import read_pairs, read_mask, DataError, as_channel
 from .splits import load_split
 from .data import default_channel, row_channel
@@ -79,13 +79,18 @@ def bts_evaluate(
     split:str=None,            # instead of --data: a saved split.csv ...
     side:str=None,             # ... and its side (test, valid, train)
     threshold:float=None,      # probability threshold (default: the model card's)
+    tta:str='none',            # test-time augmentation: none, flip (horizontal) or full (both flips), as in bts_predict
+    min_size:int=0,            # drop predicted components smaller than this many pixels
+    keep_largest:store_true=False,  # keep only the largest predicted component
     device:str='auto',         # cpu, cuda or auto
 ):
     "Evaluate a trained model on a data set: per-image metrics, summary, false-positive slice rate by minimum area."
     if model is None or out is None or (data is None) == (split is None):
         print("bts_evaluate: give --model, --out, and one of --data or --split", file=sys.stderr); sys.exit(2)
+    if tta not in ('none', 'flip', 'full'): print(f"bts_evaluate: --tta {tta}: choose none, flip or full", file=sys.stderr); sys.exit(2)
     try:
-        seg = Segmenter(model, device=device, threshold=threshold)
+        seg = Segmenter(model, device=device, tta={'none': False, 'flip': True, 'full': 'full'}[tta], threshold=threshold,
+                        min_size=min_size, keep_largest=keep_largest)
         table = evaluate_dataset(seg, data, layout, channel, split, side)
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"bts_evaluate: {e}", file=sys.stderr); sys.exit(2)
@@ -93,7 +98,7 @@ def bts_evaluate(
     summary = summarize_metrics(table)
     sweep = area_sweep(table)
     info = dict(model=str(model), data=str(data or split), side=side, channel=table.attrs['channel'], threshold=seg.threshold,
-                summary=summary, area_sweep=sweep.to_dict(orient='records'))
+                tta=tta, min_size=min_size, keep_largest=keep_largest, summary=summary, area_sweep=sweep.to_dict(orient='records'))
     atomic_write(out/'per_image.csv', lambda tmp: table.to_csv(tmp, index=False))
     atomic_write(out/'summary.json', lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
     s = summary

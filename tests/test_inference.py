@@ -152,6 +152,24 @@ def test_bts_evaluate_dataset_and_saved_split(trained, tmp_path):
     assert r.returncode == 2 and 'one of --data or --split' in r.stderr
 
 
+def test_bts_evaluate_scores_the_masks_bts_predict_gives_with_the_same_options(trained, tmp_path):
+    data, exp = trained
+    cli = str(Path(sys.executable).parent/'bts_evaluate')
+    opts = ['--tta', 'full', '--keep_largest']
+    r = subprocess.run([cli, '--model', exp, '--data', data, '--out', tmp_path/'ev', *opts], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    info = json.loads((tmp_path/'ev'/'summary.json').read_text())
+    assert (info['tta'], info['keep_largest']) == ('full', True)
+    r = predict_cli('--model', exp, '--input', data, '--out', tmp_path/'pred', '--save', 'none', *opts)
+    assert r.returncode == 0, r.stderr[-2000:]
+    both = pd.read_csv(tmp_path/'ev'/'per_image.csv').merge(pd.read_csv(tmp_path/'pred'/'predictions.csv'), left_on='image', right_on='file')
+    assert len(both) == 128 and np.abs(both.dice_x - both.dice_y).max() < 1e-3
+    plain = pd.read_csv(exp/'per_image_valid.csv').merge(both, on='image')
+    assert (np.abs(plain.dice - plain.dice_x) > 1e-6).any()         # the options changed some masks: they were applied
+    r = subprocess.run([cli, '--model', exp, '--data', data, '--out', tmp_path/'ev2', '--tta', 'rot90'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and '--tta rot90' in r.stderr
+
+
 def test_bts_figures_writes_its_panels(trained, tmp_path):
     data, exp = trained
     assert predict_cli('--model', exp, '--input', data, '--out', tmp_path/'pred').returncode == 0

@@ -48,11 +48,13 @@ def record_numbers(path: Path) -> set[float]:
 
 
 def is_found(figure: str, pool: set[float], unit: str = '') -> bool:
-    "Does a number of `pool` round to `figure`? With unit '%' a fraction may (x100), with 'GB' a number of MB may (/1024)."
+    """Does a number of `pool` round to `figure`? With unit '%' a fraction may (x100), with 'GB' a number of MB may (/1024).
+    A signed figure ('-0.0058') must match the record's sign; an unsigned one may stand for a negative record ('lowers it by 0.0058')."""
     decimals = len(figure.split('.')[1])
-    x, tol = abs(float(figure.replace('−', '-'))), 0.5 * 10 ** -decimals + 1e-9
+    x, tol = float(figure.replace('−', '-')), 0.5 * 10 ** -decimals + 1e-9
+    signed = figure[0] in '-−+'
     convert = {'%': lambda r: r * 100, 'GB': lambda r: r / 1024}.get(unit, lambda r: r)
-    return any(abs(v - x) <= tol for r in pool for v in (r, convert(r)))
+    return any(abs((v if signed else abs(v)) - x) <= tol for r in pool for v in (r, convert(r)))
 
 
 def unit_after(text: str, end: int) -> str:
@@ -157,7 +159,8 @@ def test_the_check_catches_a_figure_with_no_record():
 @pytest.mark.parametrize('figure,pool,unit,found', [('0.669', {0.6686}, '', True), ('0.669', {0.6676}, '', False),
                                                     ('12.7', {0.127}, '%', True), ('12.7', {0.127}, '', False),
                                                     ('1.9', {1940.0}, 'GB', True), ('0.754', {772.0}, '', False),
-                                                    ('29.5', {29.54}, '', True), ('29.5', {29.56}, '', False)])
+                                                    ('29.5', {29.54}, '', True), ('29.5', {29.56}, '', False),
+                                                    ('-0.0058', {-0.0058}, '', True), ('0.0058', {-0.0058}, '', True), ('-0.0058', {0.0058}, '', False)])
 def test_rounding_rules(figure, pool, unit, found):
     assert is_found(figure, pool, unit) is found
 
@@ -186,3 +189,19 @@ def test_the_check_catches_figures_swapped_between_table_rows():
     swapped = text.replace(row0, row0.replace(f' | {d0} | ', f' | {d1} | ', 1)).replace(row1, row1.replace(f' | {d1} | ', f' | {d0} | ', 1))
     assert swapped != text and not any(d0 in m or d1 in m for m in unfound_figures(text))
     assert sum('with figures from several records' in m for m in unfound_figures(swapped)) == 2
+
+
+def csv_shape_errors(folder: Path) -> list[str]:
+    "Rows of the CSV files under `folder` whose number of fields differs from their header's (e.g. a comma left unquoted by a hand edit)."
+    import csv
+    bad = []
+    for f in sorted(folder.rglob('*.csv')):
+        with f.open(newline='') as fh: rows = list(csv.reader(fh))
+        bad += [f'{f}:{i + 1}: {len(r)} fields, the header has {len(rows[0])}' for i, r in enumerate(rows) if r and len(r) != len(rows[0])]
+    return bad
+
+
+def test_every_csv_record_is_a_table(tmp_path):
+    assert not csv_shape_errors(ROOT/'bench'/'results')
+    (tmp_path/'recipes.csv').write_text('name,split,dice\nlite1,"blocks, seed 42",0.7\nlite2,blocks, seed 42,0.7\n')
+    assert csv_shape_errors(tmp_path) == [f'{tmp_path}/recipes.csv:3: 4 fields, the header has 3']
