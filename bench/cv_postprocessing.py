@@ -8,7 +8,7 @@ same model, the same slice), per fold and pooled. A variant that helps should he
     python bench/cv_postprocessing.py runs/fig_cv5 --out bench/results/fig_cv5_lite0/postprocessing.csv
 
 Prints the table, and writes one row per variant and fold ('all' for the pooled slices). A measurement, not a test;
-it takes about 8 forward passes per slice in all (CPU: roughly 15 minutes for Figshare's 2575 slices on 2 cores).
+it takes 8 forward passes per slice in all (29 minutes for Figshare's 2575 slices on a 2-core AMD EPYC, float32).
 """
 import argparse, json, time
 from pathlib import Path
