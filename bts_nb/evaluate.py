@@ -11,7 +11,7 @@ from fastcore.script import call_parse, store_true
 from .readers import read_pairs, read_mask, DataError, as_channel
 from .splits import load_split
 from .data import default_channel, row_channel
-from .inference import Segmenter, read_input
+from .inference import Segmenter, read_input, TTA_MODES
 from .metrics import image_metrics, summarize_metrics
 from .serialize import atomic_write
 
@@ -87,9 +87,9 @@ def bts_evaluate(
     "Evaluate a trained model on a data set: per-image metrics, summary, false-positive slice rate by minimum area."
     if model is None or out is None or (data is None) == (split is None):
         print("bts_evaluate: give --model, --out, and one of --data or --split", file=sys.stderr); sys.exit(2)
-    if tta not in ('none', 'flip', 'full'): print(f"bts_evaluate: --tta {tta}: choose none, flip or full", file=sys.stderr); sys.exit(2)
+    if tta not in TTA_MODES: print(f"bts_evaluate: --tta {tta}: choose none, flip or full", file=sys.stderr); sys.exit(2)
     try:
-        seg = Segmenter(model, device=device, tta={'none': False, 'flip': True, 'full': 'full'}[tta], threshold=threshold,
+        seg = Segmenter(model, device=device, tta=TTA_MODES[tta], threshold=threshold,
                         min_size=min_size, keep_largest=keep_largest)
         table = evaluate_dataset(seg, data, layout, channel, split, side)
     except (DataError, FileNotFoundError, ValueError) as e:

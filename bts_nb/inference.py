@@ -22,8 +22,8 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
                                   merge_shards)
 
 # %% auto #0
-__all__ = ['CSV_COLUMNS', 'OUTPUT_SUFFIXES', 'OUTPUTS', 'preprocess', 'postprocess', 'Segmenter', 'overlay', 'read_input',
-           'load_for_model', 'predict_files', 'find_inputs', 'export_torchscript', 'check_out_for_inputs',
+__all__ = ['CSV_COLUMNS', 'OUTPUT_SUFFIXES', 'OUTPUTS', 'TTA_MODES', 'preprocess', 'postprocess', 'Segmenter', 'overlay',
+           'read_input', 'load_for_model', 'predict_files', 'find_inputs', 'export_torchscript', 'check_out_for_inputs',
            'default_workers', 'bts_predict', 'merge_predictions', 'bts_predict_merge']
 
 # %% ../nbs/06_inference.ipynb #41ba4baa
@@ -253,6 +253,8 @@ def check_out_for_inputs(out, input, model=None):
     if model is not None and out == Path(model).expanduser().resolve():
         raise ValueError(f"{out}: is the model's folder; choose another --out")
 
+TTA_MODES = {'none': False, 'flip': True, 'full': 'full'}     # the CLIs' --tta choices, as `Segmenter`'s `tta`
+
 def default_workers() -> int:
     "Loader processes for `bts_predict`: with a GPU, enough to feed it (up to 8); on a CPU none, the model keeps the cores (a reader gained nothing on 2 cores: bench/archive.py)."
     return min(8, max(1, (os.cpu_count() or 1) - 2)) if torch.cuda.is_available() else 0
@@ -278,14 +280,14 @@ def bts_predict(
     "Segment brain-MRI slices with a trained bts_nb model."
     missing = [n for n, v in (('--model', model), ('--input', input), ('--out', out)) if v is None]
     if missing: print(f"bts_predict: {', '.join(missing)} required", file=sys.stderr); sys.exit(2)
-    if tta not in ('none', 'flip', 'full'): print(f"bts_predict: --tta {tta}: choose none, flip or full", file=sys.stderr); sys.exit(2)
+    if tta not in TTA_MODES: print(f"bts_predict: --tta {tta}: choose none, flip or full", file=sys.stderr); sys.exit(2)
     if resume and overwrite: print("bts_predict: --resume and --overwrite both given: choose one", file=sys.stderr); sys.exit(2)
     try: shard_ix = parse_shard(shard)
     except ValueError as e: print(f"bts_predict: {e}", file=sys.stderr); sys.exit(2)
     csv = Path(out)/(shard_log_name(*shard_ix) if shard_ix else 'predictions.csv')
     try:
         check_out_for_inputs(out, input, model)
-        seg = Segmenter(model, device=device, tta={'none': False, 'flip': True, 'full': 'full'}[tta], threshold=threshold,
+        seg = Segmenter(model, device=device, tta=TTA_MODES[tta], threshold=threshold,
                         min_size=min_size, keep_largest=keep_largest)
         if 'ensemble' in seg.card: print(f"{model}: an ensemble of {seg.card['ensemble']['n_models']} fold models, their probabilities averaged")
         files, truths = find_inputs(input)
