@@ -7,8 +7,10 @@ The run folders must share one split (their split.csv files are compared). Each 
 sides at the images' own size, at its card's threshold; the ensemble averages the models' probability maps (each model
 at its own input size, resized back to the image) and thresholds the mean at 0.5. Besides the usual figures, each row
 counts the slices under Dice 0.1, and the ensemble's rows count the slices under 0.1 for every model alone
-(`missed_by_all`) and for at least one (`missed_by_any`). Each model's figures are checked against its eval.json. An ensemble costs the training of all its members, so it is
-not a recipe for the 45-minute budget: it measures how far the models' mistakes differ. A measurement, not a test.
+(`missed_by_all`) and for at least one (`missed_by_any`). Each model's figures are checked against its eval.json.
+`Segmenter`'s own ensembles (fold models) share one input size, so the members are averaged here instead.
+An ensemble costs the training of all its members, so it is not a recipe for the 45-minute budget: it measures how
+far the models' mistakes differ. A measurement, not a test.
 """
 import argparse, filecmp, json
 from pathlib import Path
@@ -36,10 +38,9 @@ if __name__ == '__main__':
     split = a.runs[0]/'split.csv'
     for r in a.runs[1:]:
         if not filecmp.cmp(split, r/'split.csv', shallow=False): raise SystemExit(f"{r}/split.csv differs from {split}: not one split")
-    rows = []
+    rows, all_pairs = [], load_split(split)
     for side in ('valid', 'test'):
-        pairs = load_split(split)
-        pairs = pairs[pairs.split == side]
+        pairs = all_pairs[all_pairs.split == side]
         tables, maps = {}, []
         for r in a.runs:
             seg = RecordingSegmenter(r, device='cpu')

@@ -56,7 +56,6 @@ CANDIDATES = {
     'lite0_dyn':      dict(arch='dynamic_unet', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=True),
     'lite1_smp':      dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite1'), pretrained=True),
     'lite2_smp':      dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite2'), pretrained=True),
-    'lite0_smp_256':  dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=True, size=256),
     # 256 px with the epochs fixed at what about 45 minutes hold on a 2-core AMD EPYC without bf16 (1 frozen + 4): the budget
     # probe undercounts the heavier models (the lite1 and UNet++ runs stopped after about 32 of their 45 minutes)
     'lite0_smp_256_e5': dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=True, size=256, epochs=5),
