@@ -6,6 +6,7 @@
 from __future__ import annotations
 import time
 import warnings
+from contextlib import contextmanager, nullcontext
 with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
     warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
     from pathlib import Path
@@ -16,12 +17,12 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from fastai.callback.schedule import SchedLin, combined_cos, ParamScheduler
     from fastai.metrics import Metric
     from fastai.torch_core import to_float
-    from bts_nb.serialize import atomic_write, save_weights, load_weights, save_checkpoint, load_checkpoint
+    from bts_nb.serialize import atomic_write, save_weights, load_weights, save_checkpoint, load_checkpoint, _unwrapped
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'LossWeightSchedule', 'boundary_ramp', 'KeepBest', 'EpochCheckpoint', 'fit_one_cycle_from',
-           'resume_from_checkpoint', 'EpochLog', 'cpu_bf16_supported', 'CPUMixedPrecision', 'ChannelsLastCPU',
-           'check_precision', 'resolve_precision', 'precision_callbacks', 'training_callbacks']
+           'resume_from_checkpoint', 'EpochLog', 'WeightAverage', 'cpu_bf16_supported', 'CPUMixedPrecision',
+           'ChannelsLastCPU', 'check_precision', 'resolve_precision', 'precision_callbacks', 'training_callbacks']
 
 # %% ../nbs/04_callbacks.ipynb #d03a25ef
 class _WeightLog(Metric):
@@ -56,18 +57,19 @@ def boundary_ramp(max_weight:float=1.0):
 
 # %% ../nbs/04_callbacks.ipynb #ce883e2d
 class KeepBest(TrackerCallback):
-    "Save the weights to `path` (safetensors) whenever `monitor` improves; load the best back at the end."
+    "Save the weights to `path` (safetensors) whenever `monitor` improves (the average, with a `WeightAverage`); load the best back at the end."
     order = TrackerCallback.order + 1
-    def __init__(self, path, monitor:str='dice', comp=np.greater, min_delta:float=0.0, best:float|None=None):
+    def __init__(self, path, monitor:str='dice', comp=np.greater, min_delta:float=0.0, best:float|None=None, load_at_end:bool=True):
         super().__init__(monitor=monitor, comp=comp, min_delta=min_delta, reset_on_fit=best is None)
-        self.path, self.best_epoch, self.best = Path(path), None, best
+        self.path, self.best_epoch, self.best, self.load_at_end = Path(path), None, best, load_at_end
     def after_epoch(self):
         super().after_epoch()
         if self.new_best:
             self.best_epoch = self.epoch + getattr(self.learn, 'epoch_offset', 0)
-            save_weights(self.learn.model, self.path)
+            average = next((c for c in self.learn.cbs if isinstance(c, WeightAverage)), None)
+            with average.applied() if average else nullcontext(): save_weights(self.learn.model, self.path)
     def after_fit(self):
-        if self.path.exists(): load_weights(self.learn.model, self.path)
+        if self.load_at_end and self.path.exists(): load_weights(self.learn.model, self.path)
 
 # %% ../nbs/04_callbacks.ipynb #2712232d
 class EpochCheckpoint(Callback):
@@ -83,7 +85,8 @@ class EpochCheckpoint(Callback):
         return self.seconds_before + (time.time() - self.t0 if self.t0 else 0.0)
     def after_epoch(self):
         done = self.epoch + 1 + getattr(self.learn, 'epoch_offset', 0)
-        save_checkpoint(self.path, self.learn.model, self.learn.opt, done, self.seconds)
+        extra = {k: v for c in self.learn.cbs if isinstance(c, WeightAverage) for k, v in c.checkpoint_tensors().items()}
+        save_checkpoint(self.path, self.learn.model, self.learn.opt, done, self.seconds, extra=extra)
 
 def _shifted(f, start): return lambda p: f(start + p * (1 - start))
 
@@ -127,6 +130,51 @@ class EpochLog(CSVLogger):
         else:
             self.__dict__['append'] = False    # not setattr: fastai warns when a callback's attribute shadows the model's (a DynamicUnet has `append`)
             super().before_fit()
+
+# %% ../nbs/04_callbacks.ipynb #c5e64bb3
+class WeightAverage(Callback):
+    "Exponential moving average (EMA) of the weights: the optimiser trains the model; validation, `KeepBest` and the end of a fit see the average."
+    order = KeepBest.order + 10       # after_fit: after KeepBest has loaded the best average
+    def __init__(self, decay:float=0.998, load_at_end:bool=True):
+        if not 0 < decay < 1: raise ValueError(f"WeightAverage decay {decay}: use a number between 0 and 1, e.g. 0.998")
+        self.decay, self.load_at_end, self.steps, self.average, self._trained, self._ctx = decay, load_at_end, 0, None, None, None
+    def _module(self): return _unwrapped(self.learn.model)
+    def before_fit(self):
+        live = self._module().state_dict()
+        if self.average is None: self.average = {k: v.detach().clone() for k, v in live.items()}
+        else: self.average = {k: v.to(live[k].device) for k, v in self.average.items()}
+    def after_step(self):
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        with torch.no_grad():
+            for k, v in self._module().state_dict().items():
+                a = self.average[k]
+                if a.is_floating_point(): a.lerp_(v.to(a.dtype), 1 - d)
+                else: a.copy_(v)
+    @contextmanager
+    def applied(self):
+        "Put the average into the model for the `with` block; the trained weights come back afterwards."
+        if self.average is None or self._trained is not None: yield; return      # nothing averaged yet, or already in place
+        m = self._module()
+        self._trained = {k: v.detach().clone() for k, v in m.state_dict().items()}
+        m.load_state_dict(self.average)
+        try: yield
+        finally: m.load_state_dict(self._trained); self._trained = None
+    def before_validate(self):
+        self._ctx = self.applied(); self._ctx.__enter__()
+    def after_validate(self):
+        if self._ctx is not None: self._ctx.__exit__(None, None, None); self._ctx = None
+    def after_fit(self):
+        self.after_validate()
+        if self.load_at_end and not any(isinstance(c, KeepBest) and c.load_at_end and c.path.exists() for c in self.learn.cbs):
+            self._module().load_state_dict(self.average)
+    def checkpoint_tensors(self) -> dict:
+        "The average and its step count, for `save_checkpoint(extra=...)`."
+        return {**{f'ema/{k}': v for k, v in self.average.items()}, 'ema_steps': torch.tensor(self.steps)}
+    def restore(self, tensors:dict):
+        "Go on from `checkpoint_tensors` read back from a checkpoint."
+        if 'ema_steps' not in tensors: raise ValueError("the checkpoint holds no weight average: it comes from a run without one")
+        self.steps, self.average = int(tensors['ema_steps']), {k[4:]: v.clone() for k, v in tensors.items() if k.startswith('ema/')}
 
 # %% ../nbs/04_callbacks.ipynb #433065e9
 def cpu_bf16_supported() -> bool:

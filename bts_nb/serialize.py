@@ -14,8 +14,8 @@ from .models import build_model, check_arch_kw, ARCHS
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'CARD_KEYS', 'MAX_SIZE', 'ENSEMBLE_AGREE', 'FOLD_OWN_KEYS', 'SaveError', 'atomic_write',
            'remove_stale_temps', 'save_weights', 'read_safetensors', 'load_weights', 'save_checkpoint',
-           'checkpoint_info', 'load_checkpoint', 'check_card', 'read_card', 'load_model', 'save_card', 'is_cv_folder',
-           'fold_dirs', 'load_ensemble']
+           'checkpoint_info', 'checkpoint_extra', 'load_checkpoint', 'check_card', 'read_card', 'load_model',
+           'save_card', 'is_cv_folder', 'fold_dirs', 'load_ensemble']
 
 # %% ../nbs/03b_serialize.ipynb #4a75e280
 class SaveError(OSError):
@@ -88,9 +88,10 @@ def _plain(v):
     if isinstance(v, (np.generic, np.ndarray, torch.Tensor)) and np.size(v) == 1: return np.asarray(v).item()
     raise TypeError(f"cannot store {type(v).__name__} in a checkpoint's metadata")
 
-def save_checkpoint(path, model, opt, epochs_done:int, train_seconds:float=0.0):
-    "Model and fastai optimiser state, epochs done and training seconds, as one safetensors file (no pickle)."
+def save_checkpoint(path, model, opt, epochs_done:int, train_seconds:float=0.0, extra:dict|None=None):
+    "Model and fastai optimiser state, epochs done and training seconds, as one safetensors file (no pickle); `extra`: more named tensors the run needs to go on."
     tensors = {f'model/{k}': v.detach().cpu().clone().contiguous() for k, v in _unwrapped(model).state_dict().items()}
+    tensors.update({f'extra/{k}': v.detach().cpu().clone().contiguous() for k, v in (extra or {}).items()})
     state = opt.state_dict() if opt is not None else {'state': [], 'hypers': []}
     extras = []
     for i, s in enumerate(state['state']):
@@ -114,6 +115,11 @@ def checkpoint_info(path) -> dict:
         raise ValueError(f"{path}: not a readable checkpoint (empty, truncated or another format: {str(e)[:200]})") from None
     if meta.get('format') != CHECKPOINT_FORMAT: raise ValueError(f"{path}: not a bts_nb checkpoint (format {meta.get('format')!r})")
     return meta
+
+def checkpoint_extra(path) -> dict:
+    "The `extra` tensors of a checkpoint, by the names `save_checkpoint` was given."
+    checkpoint_info(path)                                # refuses a pickle or another format first
+    return {k[6:]: v for k, v in read_safetensors(path).items() if k.startswith('extra/')}
 
 def _legacy(path):
     "A `checkpoint.pth` of an earlier bts_nb is a pickle: refused unread."

@@ -27,10 +27,10 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from bts_nb.metrics import per_image_metrics, summarize_metrics, summarize_folds
     import matplotlib.pyplot as plt
     from bts_nb.callbacks import (training_callbacks, check_precision, resolve_precision, boundary_ramp, resume_from_checkpoint, fit_one_cycle_from,
-                                  EpochLog, KeepBest, EpochCheckpoint)
+                                  EpochLog, KeepBest, EpochCheckpoint, WeightAverage)
     from bts_nb.distributed import is_distributed, is_main_process, init_distributed, barrier, broadcast_object, launch, backend, world_size, single_process
     from contextlib import nullcontext
-    from bts_nb.serialize import load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError, save_card, is_cv_folder, fold_dirs
+    from bts_nb.serialize import load_weights, atomic_write, checkpoint_info, checkpoint_extra, remove_stale_temps, SaveError, save_card, is_cv_folder, fold_dirs
 
 # %% auto #0
 __all__ = ['RECOMMENDED_ARCH_KW', 'RUN_FILES', 'CV_FILES', 'TrainConfig', 'train_speed', 'epochs_for_budget', 'predict_rows',
@@ -65,6 +65,7 @@ class TrainConfig:
     lr: float = 3e-3
     wd: float = 1e-4
     patience: int|None = None      # early stopping after this many epochs without a better Dice
+    ema_decay: float = 0.0         # >0: validate, keep and ship an exponential moving average of the weights with this decay per step (e.g. 0.998); 0: off
     threshold: float = 0.5
     precision: str = 'auto'        # 'auto': bfloat16 on CPUs that have it, fp16 on CUDA; or 'bf16', 'fp16', 'fp32'
     seed: int = 42
@@ -91,6 +92,7 @@ class TrainConfig:
         if self.epochs < 1 or self.bs < 1: raise ValueError("epochs and bs must be at least 1")
         if self.budget_min is not None and self.budget_min <= 0: raise ValueError(f"budget_min {self.budget_min}: use a positive number of minutes")
         if self.num_workers is not None and self.num_workers < 0: raise ValueError(f"num_workers {self.num_workers}: use 0 or more")
+        if not 0 <= self.ema_decay < 1: raise ValueError(f"ema_decay {self.ema_decay}: use 0 (off) or a number below 1, e.g. 0.998")
         if self.freeze_epochs < 0 or self.lr_mult < 1: raise ValueError(f"freeze_epochs {self.freeze_epochs} / lr_mult {self.lr_mult}: use freeze_epochs >= 0 and lr_mult >= 1")
         check_precision(self.precision)
         return self
@@ -302,9 +304,12 @@ def _epoch_log(log_path, resume_epochs) -> list:
 def _fit(learn, cfg:TrainConfig, start:int, cbs:list, log_path, resume:bool):
     "Train epochs `start`.. of `cfg`: one cycle from scratch, or fastai's fine_tune schedule (frozen, then unfrozen) from pretrained weights."
     n_frozen = min(cfg.freeze_epochs, cfg.epochs - 1) if cfg.pretrained else 0
+    ends = [c for c in cbs if isinstance(c, (KeepBest, WeightAverage))]
     if start < n_frozen:
         learn.freeze()
+        for c in ends: c.load_at_end = False                               # the unfrozen phase goes on from the trained weights, as a resumed run does
         fit_one_cycle_from(learn, n_frozen, cfg.lr, start, cbs=cbs + _epoch_log(log_path, start if resume else None), pct_start=0.99)
+        for c in ends: c.load_at_end = True
         for c in cbs:
             if isinstance(c, KeepBest): c.reset_on_fit = False              # the best epoch is the best of both phases
     begin = max(start, n_frozen)
@@ -360,6 +365,9 @@ def _run_callbacks(cfg:TrainConfig, out, learn, resume:bool, verbose:bool) -> tu
     cbs = training_callbacks(out, patience=cfg.patience, precision=cfg.precision, seconds_before=seconds_before)
     if not is_main_process(): cbs = [c for c in cbs if not isinstance(c, (KeepBest, EpochCheckpoint))]   # rank 0 alone writes
     if cfg.boundary_ramp: cbs.append(boundary_ramp(cfg.boundary_ramp))
+    if cfg.ema_decay:
+        cbs.append(WeightAverage(cfg.ema_decay))
+        if ckpt: cbs[-1].restore(checkpoint_extra(ckpt))
     if not sys.stdout.isatty(): _plain_log(learn, cfg.epochs)
     start = 0
     if ckpt:
@@ -653,6 +661,7 @@ def bts_train(
     size:int=None, epochs:int=None, bs:int=None, lr:float=None, wd:float=None,
     budget_min:float=None,          # minutes of training to fit on this machine: sets the epochs from a speed probe (instead of --epochs)
     patience:int=None,              # early stopping patience (epochs)
+    ema_decay:float=None,           # validate, keep and ship an exponential moving average of the weights (e.g. 0.998; default 0: off)
     threshold:float=None, seed:int=None,
     precision:str=None,             # auto (bfloat16 on CPUs with bf16 instructions, fp16 on CUDA), bf16, fp16 or fp32
     num_workers:int=None,           # data-loading processes (default: 0 on a CPU, up to 8 with a GPU)

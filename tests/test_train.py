@@ -81,7 +81,9 @@ def test_bad_input_is_named(tmp_path):
     assert r.returncode == 2 and '--epochs and --budget_min both given' in r.stderr
     r = run_cli('--out', tmp_path/'run5', '--budget_min', 0)
     assert r.returncode == 2 and 'budget_min 0' in r.stderr
-    assert not any((tmp_path/f'run{i}').exists() for i in ('', 2, 3, 4, 5))     # a refused run leaves no folder
+    r = run_cli('--out', tmp_path/'run6', '--ema_decay', 1)
+    assert r.returncode == 2 and 'ema_decay 1' in r.stderr
+    assert not any((tmp_path/f'run{i}').exists() for i in ('', 2, 3, 4, 5, 6))     # a refused run leaves no folder
     assert run_cli().returncode == 2
 
 
@@ -104,8 +106,9 @@ def test_budget_sets_the_epochs(tiny_data, tmp_path):
 
 
 def test_resume_after_sigterm_loses_nothing(tiny_data, tmp_path):
+    "A run killed after an epoch goes on from its checkpoint, with the weight average (--ema_decay) it had kept."
     out, epochs = tmp_path/'run', 5
-    p = subprocess.Popen([BTS_TRAIN, *map(str, tiny_args(tiny_data, out, epochs))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([BTS_TRAIN, *map(str, tiny_args(tiny_data, out, epochs)), '--ema_decay', '0.9'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = out/'metrics.csv'
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None:
@@ -117,9 +120,12 @@ def test_resume_after_sigterm_loses_nothing(tiny_data, tmp_path):
     assert p.returncode == 130, err[-2000:]
     assert 'continue with --resume' in err
     saved = pd.read_csv(log)
-    from bts_nb.serialize import checkpoint_info
+    from bts_nb.serialize import checkpoint_info, checkpoint_extra
     info = checkpoint_info(out/'checkpoint.safetensors')
     done = info['epochs_done']
+    n_train = (pd.read_csv(out/'split.csv').split == 'train').sum()
+    assert yaml.safe_load((out/'config.yaml').read_text())['ema_decay'] == 0.9
+    assert int(checkpoint_extra(out/'checkpoint.safetensors')['ema_steps']) == done * (n_train // 8)   # every step of the saved epochs averaged (fastai drops the last partial batch)
     # the log may be one epoch ahead of the checkpoint (killed between the two writes); that epoch is re-run
     assert 1 <= done < epochs and len(saved) in (done, done + 1)
     assert f'epochs 1–{done} of {epochs} are saved' in err
