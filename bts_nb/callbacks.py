@@ -137,7 +137,7 @@ class WeightAverage(Callback):
     order = KeepBest.order + 10       # after_fit: after KeepBest has loaded the best average
     def __init__(self, decay:float=0.998, load_at_end:bool=True):
         if not 0 < decay < 1: raise ValueError(f"WeightAverage decay {decay}: use a number between 0 and 1, e.g. 0.998")
-        self.decay, self.load_at_end, self.steps, self.average, self._trained, self._ctx = decay, load_at_end, 0, None, None, None
+        self.decay, self.load_at_end, self.steps, self.average, self._trained, self._put_by_validate = decay, load_at_end, 0, None, None, False
     def _module(self): return _unwrapped(self.learn.model)
     def before_fit(self):
         live = self._module().state_dict()
@@ -151,19 +151,25 @@ class WeightAverage(Callback):
                 a = self.average[k]
                 if a.is_floating_point(): a.lerp_(v.to(a.dtype), 1 - d)
                 else: a.copy_(v)
-    @contextmanager
-    def applied(self):
-        "Put the average into the model for the `with` block; the trained weights come back afterwards."
-        if self.average is None or self._trained is not None: yield; return      # nothing averaged yet, or already in place
+    def _put_average(self) -> bool:
+        "Load the average into the model, the trained weights set aside; False when nothing is averaged yet or the average is already in."
+        if self.average is None or self._trained is not None: return False
         m = self._module()
         self._trained = {k: v.detach().clone() for k, v in m.state_dict().items()}
         m.load_state_dict(self.average)
+        return True
+    def _put_trained(self):
+        if self._trained is not None: self._module().load_state_dict(self._trained); self._trained = None
+    @contextmanager
+    def applied(self):
+        "Put the average into the model for the `with` block; the trained weights come back afterwards."
+        put = self._put_average()
         try: yield
-        finally: m.load_state_dict(self._trained); self._trained = None
-    def before_validate(self):
-        self._ctx = self.applied(); self._ctx.__enter__()
+        finally:
+            if put: self._put_trained()
+    def before_validate(self): self._put_by_validate = self._put_average()
     def after_validate(self):
-        if self._ctx is not None: self._ctx.__exit__(None, None, None); self._ctx = None
+        if self._put_by_validate: self._put_trained(); self._put_by_validate = False
     def after_fit(self):
         self.after_validate()
         if self.load_at_end and not any(isinstance(c, KeepBest) and c.load_at_end and c.path.exists() for c in self.learn.cbs):
