@@ -36,24 +36,30 @@ class _WeightLog(Metric):
     def name(self): return f'w_{self.term}'
 
 class LossWeightSchedule(Callback):
-    "Set `CombinedLoss.weights[term]` to `sched(pct_train)` before each batch; log it per epoch as `w_<term>`."
+    "Set `CombinedLoss.weights[term]` to `sched(progress)` before each batch; log it per epoch as `w_<term>`."
     order = -5   # before the Recorder reads the metric names
-    def __init__(self, term:str, sched=SchedLin(0.0, 1.0)): self.term, self.sched = term, sched
+    def __init__(self, term:str, sched=SchedLin(0.0, 1.0), n_epochs:int|None=None):
+        "`n_epochs`: the whole run's epochs, over which progress runs from 0 to 1 (None: each fit's own `pct_train`)."
+        self.term, self.sched, self.n_epochs = term, sched, n_epochs
+    def progress(self, epoch:int=0, batch_frac:float=0.0) -> float:
+        "Where training stands: epochs done in the run (`learn.epoch_offset` counts the earlier fits) / `n_epochs`."
+        if not self.n_epochs: return getattr(self.learn, 'pct_train', 0.0)
+        return (getattr(self.learn, 'epoch_offset', 0) + epoch + batch_frac) / self.n_epochs
     def before_fit(self):
         weights = getattr(self.learn.loss_func, 'weights', None)
         if weights is None or self.term not in weights:
             raise ValueError(f"LossWeightSchedule('{self.term}'): the loss {self.learn.loss_func!r} has no term '{self.term}'")
         self.log = _WeightLog(self.learn.loss_func, self.term)
         self.learn.metrics = list(self.learn.metrics) + [self.log]
-        self.set(getattr(self.learn, 'pct_train', 0.0))
+        self.set(self.progress())
     def set(self, pct): self.learn.loss_func.weights[self.term] = float(self.sched(min(pct, 1.0)))
     def before_batch(self):
-        if self.training: self.set(self.pct_train)
+        if self.training: self.set(self.progress(self.epoch, self.iter / self.n_iter))
     def after_fit(self): self.learn.metrics = [m for m in self.learn.metrics if m is not self.log]
 
-def boundary_ramp(max_weight:float=1.0):
-    "Kervadec et al.'s schedule: the boundary term's weight rises linearly from 0 to `max_weight`."
-    return LossWeightSchedule('boundary', SchedLin(0.0, max_weight))
+def boundary_ramp(max_weight:float=1.0, n_epochs:int|None=None):
+    "Kervadec et al.'s schedule: the boundary term's weight rises linearly from 0 to `max_weight` (over `n_epochs` of the run)."
+    return LossWeightSchedule('boundary', SchedLin(0.0, max_weight), n_epochs)
 
 # %% ../nbs/04_callbacks.ipynb #ce883e2d
 class KeepBest(TrackerCallback):

@@ -364,7 +364,7 @@ def _run_callbacks(cfg:TrainConfig, out, learn, resume:bool, verbose:bool) -> tu
     seconds_before = checkpoint_info(ckpt).get('train_seconds', 0.0) if ckpt else 0.0
     cbs = training_callbacks(out, patience=cfg.patience, precision=cfg.precision, seconds_before=seconds_before)
     if not is_main_process(): cbs = [c for c in cbs if not isinstance(c, (KeepBest, EpochCheckpoint))]   # rank 0 alone writes
-    if cfg.boundary_ramp: cbs.append(boundary_ramp(cfg.boundary_ramp))
+    if cfg.boundary_ramp: cbs.append(boundary_ramp(cfg.boundary_ramp, n_epochs=cfg.epochs))   # over the whole run: both phases, and a resumed run's rest
     if cfg.ema_decay:
         cbs.append(WeightAverage(cfg.ema_decay))
         if ckpt: cbs[-1].restore(checkpoint_extra(ckpt))

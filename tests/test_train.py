@@ -106,15 +106,18 @@ def test_budget_sets_the_epochs(tiny_data, tmp_path):
 
 
 def test_resume_after_sigterm_loses_nothing(tiny_data, tmp_path):
-    "A run killed after an epoch goes on from its checkpoint, with the weight average (--ema_decay) it had kept."
+    """A run killed after an epoch goes on from its checkpoint, with the weight average (--ema_decay) it had kept
+    and its loss schedule (--boundary_ramp) where it stood."""
     out, epochs = tmp_path/'run', 5
-    p = subprocess.Popen([BTS_TRAIN, *map(str, tiny_args(tiny_data, out, epochs)), '--ema_decay', '0.9'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([BTS_TRAIN, *map(str, tiny_args(tiny_data, out, epochs)), '--ema_decay', '0.9', '--loss', 'bce+dice+boundary', '--boundary_ramp', '1'],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = out/'metrics.csv'
-    deadline = time.time() + 300
-    while time.time() < deadline and p.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 2 and (out/'checkpoint.safetensors').exists(): break
+    deadline, saved_one = time.time() + 900, False         # generous: on a loaded machine the first epoch may take minutes
+    while time.time() < deadline and p.poll() is None and not saved_one:
+        saved_one = log.exists() and len(log.read_text().splitlines()) >= 2 and (out/'checkpoint.safetensors').exists()
         time.sleep(0.2)
     assert p.poll() is None, "the run ended before it could be interrupted"
+    if not saved_one: p.kill(); pytest.fail("no epoch was saved within 15 minutes: nothing to test the resume on")
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err[-2000:]
@@ -139,6 +142,9 @@ def test_resume_after_sigterm_loses_nothing(tiny_data, tmp_path):
     assert card['train_minutes'] * 60 >= info['train_seconds'] - 1        # both sessions counted, not only the last
     final = pd.read_csv(log)
     assert len(final) == epochs and list(final.epoch) == list(range(epochs))       # one header, every epoch once
+    # the ramp climbs once over the run's epochs: through the frozen and unfrozen phases of the pretrained encoder, and the resume
+    w = final.w_boundary.to_numpy()
+    assert (w <= (final.epoch.to_numpy() + 1) / epochs + 1e-6).all() and (w > final.epoch.to_numpy() / epochs - 1e-6).all(), w
     pd.testing.assert_frame_equal(final.iloc[:done].drop(columns='time'), saved.iloc[:done].drop(columns='time'))
     assert (out/'model_card.json').exists() and not (out/'checkpoint.safetensors').exists()
     r = run_cli('--out', out, '--resume')
