@@ -22,7 +22,12 @@ def cli(name, *args, env=None, cwd=None):
 
 
 def pytest_configure(config):
-    "CI has the real data: there (BTS_NB_REQUIRE_DATA=1) its absence is an error, not a reason to skip the tests that need it."
+    """CI has the real data: there (BTS_NB_REQUIRE_DATA=1) its absence is an error, not a reason to skip the tests that need it.
+    Under pytest-xdist (`-n 2`) the workers share the cores: each worker and the programs it starts get cores // workers
+    threads (unless OMP_NUM_THREADS is set), so that two trainings side by side do not fight over every core."""
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1))
+    if workers > 1 and 'OMP_NUM_THREADS' not in os.environ:
+        os.environ['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // workers))   # before torch is imported in this worker
     missing = [str(p) for p in (FIGSHARE/'images', LGG) if not p.is_dir()]
     if os.environ.get('BTS_NB_REQUIRE_DATA') == '1' and missing:
         raise pytest.UsageError(f"BTS_NB_REQUIRE_DATA=1 but the real data is missing: {', '.join(missing)}")
