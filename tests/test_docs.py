@@ -28,9 +28,10 @@ def test_site_in_headless_chromium(site):
     with static_server(site) as base, browser() as b:
         page = b.new_page(viewport={'width': 1280, 'height': 900})
         failed = []
-        page.on('requestfailed', lambda r: failed.append(r.url))
+        page.on('requestfailed', lambda r: failed.append(f'{r.failure} {r.url}'))
         page.on('response', lambda r: failed.append(f'{r.status} {r.url}') if r.status >= 400 else None)
-        page.goto(base + '/index.html', wait_until='load')
+        # 'networkidle', not 'load': the theme's search worker loads after the page; leaving the page earlier aborts its request
+        page.goto(base + '/index.html', wait_until='networkidle')
         assert 'bts_nb' in page.title()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS/'docs_home.png'), full_page=False)
@@ -40,7 +41,7 @@ def test_site_in_headless_chromium(site):
         assert len(links) >= len(NOTEBOOKS) - 1, links
         api_entries, figures = 0, 0
         for url in links:
-            resp = page.goto(url, wait_until='load')
+            resp = page.goto(url, wait_until='networkidle')
             assert resp.status == 200, url
             assert page.locator('article h1').count() == 1, url
             # API entries: show_doc's heading + signature block
