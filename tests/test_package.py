@@ -5,12 +5,11 @@ One fresh interpreter checks all modules, and one all scripts: each start pays a
 on a 2-core CPU, and Python modules share no names, so importing them one after another hides no missing import."""
 import json, pkgutil, subprocess, sys
 from importlib.metadata import entry_points
-from pathlib import Path
 import bts_nb
+from conftest import BIN
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(bts_nb.__path__) if not m.name.startswith('_'))
 SCRIPTS = sorted(e.name for e in entry_points(group='console_scripts') if e.value.startswith('bts_nb.'))
-BIN = Path(sys.executable).parent
 
 
 def test_every_module_and_script_is_found():
