@@ -11,8 +11,8 @@ from PIL import Image
 from fastcore.script import call_parse, store_true
 from .readers import DataError, read_mask
 from .phantoms import synthetic_root
-from .inference import Segmenter, overlay, postprocess, read_input
-from .serialize import is_cv_folder, fold_dirs
+from .inference import Segmenter, overlay, read_input
+from .serialize import is_cv_folder, fold_dirs, path_within
 
 # %% auto #0
 __all__ = ['ALLOWED_SUFFIXES', 'MAX_PIXELS', 'UNCERTAINTY_VMAX', 'START_MESSAGE', 'SPACE_ENTRIES', 'uncertainty_overlay',
@@ -90,7 +90,7 @@ class SliceApp:
         seg, t0 = self.segs[bool(tta)], time.perf_counter()
         thr = self.card['threshold'] if threshold is None else float(threshold)
         (prob,), (unc,) = seg.probs([img])
-        mask = postprocess(prob > thr).astype(np.uint8)
+        mask = (prob > thr).astype(np.uint8)
         seconds = time.perf_counter() - t0
         d = self._result_dir()
         mask_path = d/f"{Path(path).stem}_mask.png"
@@ -235,8 +235,7 @@ def write_space(model_dir, out, overwrite:bool=False, examples=None) -> Path:
     model_dir, out = Path(model_dir).expanduser(), Path(out).expanduser()
     for f in ('model.safetensors', 'model_card.json'):
         if not (model_dir/f).exists(): raise FileNotFoundError(f"{model_dir/f}: missing; a run folder from bts_train has it")
-    m, o = model_dir.resolve(), out.resolve()
-    if o == m or m in o.parents or o in m.parents:
+    if path_within(out, model_dir) or path_within(model_dir, out):
         raise ValueError(f"{out}: the Space folder must not be, contain or lie inside the model folder {model_dir}; choose another --out")
     if out.exists() and not out.is_dir(): raise FileExistsError(f"{out}: exists and is not a folder")
     card = Segmenter(model_dir, device='cpu').card                       # refuses a bad card, or one that does not fit its weights

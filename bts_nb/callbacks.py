@@ -17,7 +17,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from fastai.callback.schedule import SchedLin, combined_cos, ParamScheduler
     from fastai.metrics import Metric
     from fastai.torch_core import to_float
-    from bts_nb.serialize import atomic_write, save_weights, load_weights, save_checkpoint, load_checkpoint, _unwrapped
+    from bts_nb.serialize import atomic_write, save_weights, load_weights, save_checkpoint, load_checkpoint, unwrapped_model
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'LossWeightSchedule', 'boundary_ramp', 'KeepBest', 'EpochCheckpoint', 'fit_one_cycle_from',
@@ -144,7 +144,7 @@ class WeightAverage(Callback):
     def __init__(self, decay:float=0.998, load_at_end:bool=True):
         if not 0 < decay < 1: raise ValueError(f"WeightAverage decay {decay}: use a number between 0 and 1, e.g. 0.998")
         self.decay, self.load_at_end, self.steps, self.average, self._trained, self._put_by_validate = decay, load_at_end, 0, None, None, False
-    def _module(self): return _unwrapped(self.learn.model)
+    def _module(self): return unwrapped_model(self.learn.model)
     def before_fit(self):
         live = self._module().state_dict()
         if self.average is None: self.average = {k: v.detach().clone() for k, v in live.items()}

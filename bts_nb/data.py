@@ -15,7 +15,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from fastcore.all import L
     from fastai.vision.all import (DataBlock, ImageBlock, PILImage, PILImageBW, PILMask, ItemTransform, Transform,
                                    TensorImage, Resize, ResizeMethod)
-    from bts_nb.readers import DataError, _few, read_mask, read_pairs, read_slice_u8, verify_pairs, as_channel, ALL_CHANNELS, detect_layout
+    from bts_nb.readers import DataError, few_names, read_mask, read_pairs, read_slice_u8, verify_pairs, as_channel, ALL_CHANNELS, detect_layout
     from bts_nb.phantoms import synthetic_root
     from bts_nb.splits import load_split, split_pairs
 
@@ -75,7 +75,7 @@ def aug_pipeline(level:str='light', seed:int|None=None) -> A.Compose:
 class SegAugment(ItemTransform):
     "Apply an albumentations pipeline jointly to (image, mask), on the training set only."
     split_idx, order = 0, 2   # after Resize (order 1): augmenting at the training size is cheaper
-    def __init__(self, level:str='light', seed:int|None=None): self.level, self.aug = level, aug_pipeline(level, seed)
+    def __init__(self, level:str='light', seed:int|None=None): self.aug = aug_pipeline(level, seed)
     def encodes(self, x):
         if len(x) < 2 or not isinstance(x[1], PILMask): return x
         img, msk = x[0], x[1]
@@ -170,7 +170,7 @@ def multi_source_split(sources:list, layout:str='auto', channel:int|str|None=Non
         tables.append(df)
     out = pd.concat(tables, ignore_index=True)
     dup = out['image'].map(lambda p: str(Path(p).resolve())).duplicated()
-    if dup.any(): raise DataError(f"the same image is in two sources: {_few(out['image'][dup].tolist())}")
+    if dup.any(): raise DataError(f"the same image is in two sources: {few_names(out['image'][dup].tolist())}")
     out.attrs['layout'] = '+'.join(t.attrs.get('layout', '?') for t in tables)
     return out
 

@@ -14,8 +14,8 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from PIL import Image
     from scipy import ndimage
     from fastcore.script import call_parse, store_true
-    from bts_nb.readers import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, _stems, _order_key, as_channel, n_input_channels, ALL_CHANNELS
-    from bts_nb.serialize import atomic_write, SaveError, load_model, load_ensemble
+    from bts_nb.readers import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, image_files_by_stem, slice_order_key, as_channel, n_input_channels, ALL_CHANNELS
+    from bts_nb.serialize import atomic_write, SaveError, load_model, load_ensemble, path_within
     from bts_nb.metrics import image_metrics, mask_outline
     from tqdm import tqdm
     from bts_nb.streaming import (PredictionLog, stream_batches, shard_files, parse_shard, shard_log_name, weights_sha256,
@@ -224,12 +224,12 @@ def find_inputs(path) -> tuple[list, dict]:
         pairs = read_pairs(path, verbose=False)
         return pairs['image'].tolist(), dict(zip(pairs['image'], pairs['mask']))
     except DataError: pass
-    imgs, _ = _stems(path)
+    imgs, _ = image_files_by_stem(path)
     if not imgs: raise DataError(f"{path}: no image files ({', '.join(IMAGE_EXTS)}) in this folder")
-    files = [str(imgs[s]) for s in sorted(imgs, key=_order_key)]
+    files = [str(imgs[s]) for s in sorted(imgs, key=slice_order_key)]
     truths = {}
     if path.name == 'images' and (path.parent/'masks').is_dir():
-        masks, _ = _stems(path.parent/'masks')
+        masks, _ = image_files_by_stem(path.parent/'masks')
         truths = {str(imgs[s]): str(masks[s]) for s in imgs if s in masks}
     return files, truths
 
@@ -248,7 +248,7 @@ def export_torchscript(exp_dir, dest=None) -> Path:
 def check_out_for_inputs(out, input, model=None):
     "Refuse an output folder that is or lies inside the input folder, or is the model's folder."
     out, input = Path(out).expanduser().resolve(), Path(input).expanduser().resolve()
-    if input.is_dir() and (out == input or input in out.parents):
+    if input.is_dir() and path_within(out, input):
         raise ValueError(f"{out}: the output folder is inside the input folder {input}; its outputs would mix with the inputs: choose an --out outside it")
     if model is not None and out == Path(model).expanduser().resolve():
         raise ValueError(f"{out}: is the model's folder; choose another --out")

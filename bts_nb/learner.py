@@ -36,5 +36,4 @@ def seg_learner(dls, arch:str='dynamic_unet', loss='bce_dice', pretrained=False,
     if isinstance(model, DeepSupervised): cbs.append(DeepSupervision())
     learn = Learner(dls, model, loss_func=get_loss(loss, threshold), metrics=seg_metrics(threshold) if metrics is None else metrics,
                     cbs=cbs, wd=wd, splitter=encoder_splitter)
-    learn.arch, learn.arch_kw = arch, arch_kw
     return learn

@@ -108,7 +108,7 @@ class BoundaryLoss(SegLoss):
 
 # %% ../nbs/01_losses.ipynb #f6f72efe
 class CombinedLoss(SegLoss):
-    "Weighted sum of named losses; `weights` may be changed during training, terms of the last call in `last_terms`."
+    "Weighted sum of named losses; `weights` may be changed during training."
     def __init__(self, weights:dict|None=None, threshold:float=0.5, **losses):
         super().__init__(threshold)
         if not losses: raise ValueError("CombinedLoss needs at least one loss")
@@ -116,11 +116,7 @@ class CombinedLoss(SegLoss):
         self.weights = {k: 1.0 for k in losses} | dict(weights or {})
         unknown = set(self.weights) - set(losses)
         if unknown: raise ValueError(f"weights for unknown losses: {sorted(unknown)}")
-        self.last_terms = {}
-    def forward(self, logits, targ):
-        terms = {k: l(logits, targ) for k, l in self.losses.items()}
-        self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
-        return sum(self.weights[k] * v for k, v in terms.items())
+    def forward(self, logits, targ): return sum(self.weights[k] * l(logits, targ) for k, l in self.losses.items())
     def __repr__(self): return 'CombinedLoss(' + ' + '.join(f'{self.weights[k]:g}*{k}' for k in self.losses) + ')'
 
 LOSSES = {'bce': BCELoss, 'dice': DiceLoss, 'focal': FocalLoss, 'tversky': TverskyLoss,

@@ -11,9 +11,10 @@ from PIL import Image
 import tifffile
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'ALL_CHANNELS', 'LAYOUTS', 'DataError', 'as_channel', 'n_input_channels', 'slice_array', 'read_slice',
-           'read_slice_2d', 'to_uint8', 'read_slice_u8', 'read_mask', 'folder_pairs', 'figshare_pairs', 'lgg_pairs',
-           'detect_layout', 'read_pairs', 'describe_pairs', 'verify_pairs']
+__all__ = ['IMAGE_EXTS', 'ALL_CHANNELS', 'LAYOUTS', 'DataError', 'few_names', 'as_channel', 'n_input_channels', 'slice_array',
+           'read_slice', 'read_slice_2d', 'to_uint8', 'read_slice_u8', 'read_mask', 'image_files_by_stem',
+           'slice_order_key', 'folder_pairs', 'figshare_pairs', 'lgg_pairs', 'detect_layout', 'read_pairs',
+           'describe_pairs', 'verify_pairs']
 
 # %% ../nbs/00_readers.ipynb #8558ef46
 class DataError(ValueError):
@@ -27,7 +28,8 @@ def _need_dir(path, what):
     if not path.is_dir(): raise DataError(f"{path}: {what} is not a folder")
     return path
 
-def _few(names, k=5):
+def few_names(names, k=5) -> str:
+    "The first `k` of `names`, sorted, and how many there are in all: for error messages that name files."
     names = sorted(map(str, names))
     return ', '.join(names[:k]) + (f' … ({len(names)} in all)' if len(names) > k else '')
 
@@ -127,11 +129,11 @@ def read_mask(path, shape:tuple|None=None, image_path=None) -> np.ndarray:
     levels = np.unique(a)
     fg = levels[levels != 0]
     if len(fg) > 1:
-        raise DataError(f"{path}: mask is not binary: values {_few(levels.tolist(), 6)}; expected 0 and one foreground level")
+        raise DataError(f"{path}: mask is not binary: values {few_names(levels.tolist(), 6)}; expected 0 and one foreground level")
     return (a != 0).astype(np.uint8)
 
 # %% ../nbs/00_readers.ipynb #1d44221e
-def _stems(folder, suffix=''):
+def image_files_by_stem(folder, suffix=''):
     "Map stem (less `suffix`) -> file for the image files in `folder`, refusing duplicate stems."
     out, others = {}, []
     for p in sorted(Path(folder).iterdir()):
@@ -142,7 +144,7 @@ def _stems(folder, suffix=''):
         out[stem] = p
     return out, others
 
-def _order_key(stem):
+def slice_order_key(stem):
     "Numeric stems sort as numbers (2 < 10), others alphabetically after them."
     return (0, int(stem), '') if stem.isdigit() else (1, 0, stem)
 
@@ -151,14 +153,14 @@ def folder_pairs(root, images='images', masks='masks', mask_suffix='') -> pd.Dat
     "Pairs from `root/images` and `root/masks` matched by file stem; numeric stems give the slice order."
     root = _need_dir(root, 'dataset folder')
     img_dir, msk_dir = _need_dir(root/images, 'images folder'), _need_dir(root/masks, 'masks folder')
-    imgs, _ = _stems(img_dir)
-    msks, _ = _stems(msk_dir, mask_suffix)
+    imgs, _ = image_files_by_stem(img_dir)
+    msks, _ = image_files_by_stem(msk_dir, mask_suffix)
     if not imgs: raise DataError(f"{img_dir}: no image files ({', '.join(IMAGE_EXTS)}) in this folder")
     if not msks: raise DataError(f"{msk_dir}: no mask files in this folder")
     no_mask, no_img = set(imgs) - set(msks), set(msks) - set(imgs)
-    if no_mask: raise DataError(f"{img_dir}: {len(no_mask)} image(s) have no mask in {msk_dir}: {_few(no_mask)}")
-    if no_img: raise DataError(f"{msk_dir}: {len(no_img)} mask(s) have no image in {img_dir}: {_few(no_img)}")
-    stems = sorted(imgs, key=_order_key)
+    if no_mask: raise DataError(f"{img_dir}: {len(no_mask)} image(s) have no mask in {msk_dir}: {few_names(no_mask)}")
+    if no_img: raise DataError(f"{msk_dir}: {len(no_img)} mask(s) have no image in {img_dir}: {few_names(no_img)}")
+    stems = sorted(imgs, key=slice_order_key)
     df = pd.DataFrame({'image': [str(imgs[s]) for s in stems], 'mask': [str(msks[s]) for s in stems],
                        'stem': stems, 'patient': None, 'order': range(len(stems))})
     df.attrs['layout'] = 'folders'
@@ -169,7 +171,7 @@ def figshare_pairs(root) -> pd.DataFrame:
     "Pairs from the Kaggle/Figshare layout: `root/images/N.png` + `root/masks/N.png`, N the slice number."
     df = folder_pairs(root)
     bad = [s for s in df.stem if not s.isdigit()]
-    if bad: raise DataError(f"{Path(root)/'images'}: Figshare file names are slice numbers; these are not: {_few(bad)}")
+    if bad: raise DataError(f"{Path(root)/'images'}: Figshare file names are slice numbers; these are not: {few_names(bad)}")
     df['number'] = df.stem.astype(int)
     df.attrs['layout'] = 'figshare'
     return df
@@ -194,8 +196,8 @@ def lgg_pairs(root) -> pd.DataFrame:
             (msks if m['mask'] else imgs)[int(m['k'])] = p
         if not imgs and not msks: raise DataError(f"{case}: case folder has no .tif slices")
         no_mask, no_img = set(imgs) - set(msks), set(msks) - set(imgs)
-        if no_mask: raise DataError(f"{case}: {len(no_mask)} slice(s) have no _mask.tif: {_few(imgs[k].name for k in no_mask)}")
-        if no_img: raise DataError(f"{case}: {len(no_img)} mask(s) have no image: {_few(msks[k].name for k in no_img)}")
+        if no_mask: raise DataError(f"{case}: {len(no_mask)} slice(s) have no _mask.tif: {few_names(imgs[k].name for k in no_mask)}")
+        if no_img: raise DataError(f"{case}: {len(no_img)} mask(s) have no image: {few_names(msks[k].name for k in no_img)}")
         rows += [dict(image=str(imgs[k]), mask=str(msks[k]), stem=imgs[k].stem, patient=case.name, slice=k) for k in sorted(imgs)]
     df = pd.DataFrame(rows)
     df['order'] = range(len(df))
@@ -209,7 +211,7 @@ def detect_layout(root) -> str:
     "Name the layout of `root`: 'figshare' (numbered images/masks), 'folders' (other stems) or 'lgg' (case folders)."
     root = _need_dir(root, 'dataset folder')
     if (root/'images').is_dir():
-        imgs, _ = _stems(root/'images')
+        imgs, _ = image_files_by_stem(root/'images')
         return 'figshare' if imgs and all(s.isdigit() for s in imgs) else 'folders'
     if (root/'kaggle_3m').is_dir() or any(p.is_dir() and any(p.glob('*_mask.tif')) for p in root.iterdir()): return 'lgg'
     raise DataError(f"{root}: no known layout: expected images/ + masks/ folders, or LGG case folders (<case>/<case>_<k>.tif)")

@@ -13,9 +13,9 @@ from .models import build_model, check_arch_kw, ARCHS
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'CARD_KEYS', 'MAX_SIZE', 'ENSEMBLE_AGREE', 'FOLD_OWN_KEYS', 'SaveError', 'atomic_write',
-           'remove_stale_temps', 'save_weights', 'read_safetensors', 'load_weights', 'save_checkpoint',
-           'checkpoint_info', 'checkpoint_extra', 'load_checkpoint', 'check_card', 'read_card', 'load_model',
-           'save_card', 'is_cv_folder', 'fold_dirs', 'load_ensemble']
+           'remove_stale_temps', 'unwrapped_model', 'save_weights', 'read_safetensors', 'load_weights', 'path_within',
+           'save_checkpoint', 'checkpoint_info', 'checkpoint_extra', 'load_checkpoint', 'check_card', 'read_card',
+           'load_model', 'save_card', 'is_cv_folder', 'fold_dirs', 'load_ensemble']
 
 # %% ../nbs/03b_serialize.ipynb #4a75e280
 class SaveError(OSError):
@@ -53,13 +53,13 @@ def remove_stale_temps(folder) -> list:
     for p in stale: p.unlink(missing_ok=True)
     return stale
 
-def _unwrapped(model):
+def unwrapped_model(model):
     "The model inside a `DistributedDataParallel` wrapper (distributed training), so that its keys do not gain a `module.` prefix."
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 def save_weights(model, path):
     "The model's state_dict as safetensors at `path` (atomically)."
-    state = {k: v.detach().cpu().contiguous() for k, v in _unwrapped(model).state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in unwrapped_model(model).state_dict().items()}
     return atomic_write(path, lambda tmp: save_file(state, tmp))
 
 def read_safetensors(path) -> dict:
@@ -78,6 +78,12 @@ def load_weights(model, path, strict:bool=True):
     except RuntimeError as e: raise ValueError(f"{path}: weights do not fit this model: {str(e)[:500]}") from e
     return model
 
+# %% ../nbs/03b_serialize.ipynb #008e3e34
+def path_within(a, b) -> bool:
+    "Is the path `a` the path `b`, or inside it?"
+    a, b = Path(a).expanduser().resolve(), Path(b).expanduser().resolve()
+    return a == b or b in a.parents
+
 # %% ../nbs/03b_serialize.ipynb #52e116db
 CHECKPOINT_FORMAT = 'bts_nb.checkpoint/1'
 
@@ -90,7 +96,7 @@ def _plain(v):
 
 def save_checkpoint(path, model, opt, epochs_done:int, train_seconds:float=0.0, extra:dict|None=None):
     "Model and fastai optimiser state, epochs done and training seconds, as one safetensors file (no pickle); `extra`: more named tensors the run needs to go on."
-    tensors = {f'model/{k}': v.detach().cpu().clone().contiguous() for k, v in _unwrapped(model).state_dict().items()}
+    tensors = {f'model/{k}': v.detach().cpu().clone().contiguous() for k, v in unwrapped_model(model).state_dict().items()}
     tensors.update({f'extra/{k}': v.detach().cpu().clone().contiguous() for k, v in (extra or {}).items()})
     state = opt.state_dict() if opt is not None else {'state': [], 'hypers': []}
     extras = []

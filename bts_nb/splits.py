@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np, pandas as pd
 import cv2
-from .readers import DataError, _few, read_slice_2d
+from .readers import DataError, few_names, read_slice_2d
 
 # %% auto #0
 __all__ = ['neighbour_correlation', 'block_split', 'group_split', 'split_pairs', 'shared_groups', 'save_split', 'load_split',
@@ -102,7 +102,7 @@ def load_split(path) -> pd.DataFrame:
     df = pd.read_csv(path)
     if 'split' not in df or 'image' not in df: raise DataError(f"{path}: not a saved split (needs image, mask and split columns)")
     gone = [p for p in list(df['image']) + list(df['mask']) if not Path(p).exists()]
-    if gone: raise DataError(f"{path}: {len(gone)} file(s) of this split are missing: {_few(gone)}")
+    if gone: raise DataError(f"{path}: {len(gone)} file(s) of this split are missing: {few_names(gone)}")
     return df
 
 # %% ../nbs/00b_splits.ipynb #072aa1bf

@@ -16,7 +16,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
     from fastai.callback.progress import ProgressCallback
     from fastcore.script import call_parse, store_true
     import bts_nb
-    from bts_nb.readers import read_mask, DataError, _few, as_channel, n_input_channels
+    from bts_nb.readers import read_mask, DataError, few_names, as_channel, n_input_channels
     from bts_nb.splits import save_split, fold_groups, fold_split
     from bts_nb.data import seg_dataloaders, image_size, data_sources, split_sources, AUG_LEVELS
     from bts_nb.models import build_model, ARCHS
@@ -30,12 +30,13 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
                                   EpochLog, KeepBest, EpochCheckpoint, WeightAverage)
     from bts_nb.distributed import is_distributed, is_main_process, init_distributed, barrier, broadcast_object, launch, backend, world_size, single_process
     from contextlib import nullcontext
-    from bts_nb.serialize import load_weights, atomic_write, checkpoint_info, checkpoint_extra, remove_stale_temps, SaveError, save_card, is_cv_folder, fold_dirs
+    from bts_nb.serialize import path_within, load_weights, atomic_write, checkpoint_info, checkpoint_extra, remove_stale_temps, SaveError, save_card, is_cv_folder, fold_dirs
 
 # %% auto #0
 __all__ = ['RECOMMENDED_ARCH_KW', 'RUN_FILES', 'CV_FILES', 'TrainConfig', 'train_speed', 'epochs_for_budget', 'predict_rows',
            'evaluate_rows', 'checkpoint_file', 'is_run_folder', 'run_state', 'check_out_folder', 'clear_run_folder',
-           'model_card', 'plot_curves', 'train', 'check_cv_folder', 'cv_summary', 'cross_validate', 'bts_train']
+           'model_card', 'plot_curves', 'train', 'check_cv_folder', 'fold_finished', 'cv_summary', 'cross_validate',
+           'bts_train']
 
 # %% ../nbs/05_train.ipynb #13a71de4
 RECOMMENDED_ARCH_KW = {'smp_unet': dict(encoder='tf_efficientnet_lite0'), 'dynamic_unet': dict(encoder='tf_efficientnet_lite0')}
@@ -186,11 +187,6 @@ def evaluate_rows(learn, rows:pd.DataFrame, threshold:float=0.5) -> pd.DataFrame
 RUN_FILES = ('config.yaml', 'budget.json', 'leak_check.json', 'split.csv', 'metrics.csv', 'model.safetensors', 'model_card.json', 'eval.json',
              'per_image_valid.csv', 'per_image_test.csv', 'curves.png', 'checkpoint.safetensors', 'checkpoint.pth')
 
-def _inside(a, b) -> bool:
-    "Is the path `a` the path `b`, or inside it?"
-    a, b = Path(a).expanduser().resolve(), Path(b).expanduser().resolve()
-    return a == b or b in a.parents
-
 def checkpoint_file(out) -> Path|None:
     "The run's checkpoint: `checkpoint.safetensors`, or the `checkpoint.pth` of an earlier bts_nb; None if there is none."
     for name in ('checkpoint.safetensors', 'checkpoint.pth'):
@@ -210,7 +206,7 @@ def is_run_folder(out) -> bool:
 def _check_outside_data(out, data):
     "A run folder must not be, contain or lie inside a dataset folder."
     for src in data_sources(data) or []:
-        if _inside(out, src) or _inside(src, out):
+        if path_within(out, src) or path_within(src, out):
             raise ValueError(f"{out}: the run folder must not be, contain or lie inside the dataset folder {src}; choose another --out")
 
 def run_state(out) -> str:
@@ -235,7 +231,7 @@ def check_out_folder(out, resume:bool=False, overwrite:bool=False, data=None) ->
         return 'resume'
     if not out.exists() or not any(out.iterdir()): return 'new'
     if not is_run_folder(out):
-        raise FileExistsError(f"{out}: is not empty and does not hold a bts_train run ({_few(sorted(p.name for p in out.iterdir()))}); "
+        raise FileExistsError(f"{out}: is not empty and does not hold a bts_train run ({few_names(sorted(p.name for p in out.iterdir()))}); "
                               "bts_train writes only into a new or empty folder, or over its own runs: choose another --out")
     if not overwrite: raise FileExistsError(f"{out}: already holds a run ({run_state(out)}); choose another --out, or pass --overwrite to replace it")
     return 'overwrite'
@@ -302,7 +298,7 @@ def _epoch_log(log_path, resume_epochs) -> list:
     return [EpochLog(log_path, resume_epochs=resume_epochs)] if log_path else []
 
 def _fit(learn, cfg:TrainConfig, start:int, cbs:list, log_path, resume:bool):
-    "Train epochs `start`.. of `cfg`: one cycle from scratch, or fastai's fine_tune schedule (frozen, then unfrozen) from pretrained weights."
+    "Train epochs `start`.. of `cfg`: one cycle of every layer, or with `freeze_epochs` fastai's fine_tune schedule (frozen, then unfrozen)."
     n_frozen = min(cfg.freeze_epochs, cfg.epochs - 1) if cfg.pretrained else 0
     ends = [c for c in cbs if isinstance(c, (KeepBest, WeightAverage))]
     if start < n_frozen:
@@ -315,7 +311,9 @@ def _fit(learn, cfg:TrainConfig, start:int, cbs:list, log_path, resume:bool):
     begin = max(start, n_frozen)
     if begin >= cfg.epochs: return
     log = _epoch_log(log_path, begin if (resume or n_frozen) else None)
-    if not n_frozen: return fit_one_cycle_from(learn, cfg.epochs, cfg.lr, begin, cbs=cbs + log)
+    if not n_frozen:                                      # one cycle for everything; a pretrained encoder at lr / lr_mult
+        lr = slice(cfg.lr / cfg.lr_mult, cfg.lr) if cfg.pretrained and cfg.lr_mult != 1 else cfg.lr
+        return fit_one_cycle_from(learn, cfg.epochs, lr, begin, cbs=cbs + log)
     learn.unfreeze()
     lr = cfg.lr / 2
     fit_one_cycle_from(learn, cfg.epochs - n_frozen, slice(lr / cfg.lr_mult, lr), begin - n_frozen, cbs=cbs + log,
@@ -345,7 +343,7 @@ def _open_folder(out, mode:str, verbose:bool):
     "Clear the run being replaced (files bts_train did not write stay), create the folder, drop temporaries of a killed write."
     if mode == 'overwrite':
         kept = clear_run_folder(out)
-        if kept and verbose: print(f"{out}: replaced the previous run; kept what bts_train did not write: {_few(kept)}")
+        if kept and verbose: print(f"{out}: replaced the previous run; kept what bts_train did not write: {few_names(kept)}")
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
 
@@ -372,9 +370,9 @@ def _run_callbacks(cfg:TrainConfig, out, learn, resume:bool, verbose:bool) -> tu
     start = 0
     if ckpt:
         start = resume_from_checkpoint(learn, ckpt)
-        for keep in (c for c in cbs if isinstance(c, KeepBest)):
-            keep.best, keep.reset_on_fit = float(pd.read_csv(out/'metrics.csv').iloc[:start]['dice'].max()), False
-        if verbose: print(f"resuming {out} after epoch {start} of {cfg.epochs} (best Dice so far {keep.best:.4f})")
+        best = float(pd.read_csv(out/'metrics.csv').iloc[:start]['dice'].max())
+        for keep in (c for c in cbs if isinstance(c, KeepBest)): keep.best, keep.reset_on_fit = best, False
+        if verbose: print(f"resuming {out} after epoch {start} of {cfg.epochs} (best Dice so far {best:.4f})")
     return start, seconds_before, cbs
 
 def _saved_epochs(out) -> int:
@@ -437,11 +435,11 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
     init_distributed()                                    # one process of several (torchrun): join the group; else nothing
     main = is_main_process()
     verbose = verbose and main
-    if resume:
-        check_out_folder(out, resume=True)
-        cfg = TrainConfig.from_yaml(out/'config.yaml')
-    cfg.check()
-    mode = check_out_folder(out, resume, overwrite, cfg.data)
+    if resume:                                            # a checkpoint to go on from, before its config.yaml is read
+        mode = check_out_folder(out, resume=True)
+        cfg = TrainConfig.from_yaml(out/'config.yaml').check()
+        _check_outside_data(out, cfg.data)
+    else: mode = check_out_folder(out, resume, overwrite, cfg.check().data)
     dls, learn, leak_check = _data_and_learner(cfg, out, resume, verbose)
     _same_split_everywhere(dls)
     barrier()                                             # every process has checked the folder before the first one touches it
@@ -484,7 +482,7 @@ def check_cv_folder(out, resume:bool=False, overwrite:bool=False, data=None) -> 
     if out.exists() and not out.is_dir(): raise FileExistsError(f"{out}: exists and is not a folder")
     if out.is_dir() and _unfinished_cv_start(out): return 'overwrite'   # a start cut short before cv.json: only its own files, begun again
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out}: is not empty and does not hold a cross-validation ({_few(sorted(p.name for p in out.iterdir()))}); "
+        raise FileExistsError(f"{out}: is not empty and does not hold a cross-validation ({few_names(sorted(p.name for p in out.iterdir()))}); "
                               "cross-validation writes only into a new or empty folder, or over its own: choose another --out")
     return 'new'
 
@@ -531,7 +529,7 @@ def _start_cv(cfg:TrainConfig, out, folds:int, mode:str, verbose:bool):
     info = dict(folds=folds, seed=cfg.seed, grouped_by=grouped, valid_pct=cfg.valid_pct, n_images=len(table), n_groups=int(table['group'].nunique()))
     atomic_write(out/'cv.json', lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))   # written last: it marks a complete start
 
-def _fold_finished(d) -> bool:
+def fold_finished(d) -> bool:
     "Has the fold run in `d` finished (a model card, and no checkpoint of an unfinished epoch)?"
     return (Path(d)/'model_card.json').exists() and checkpoint_file(d) is None
 
@@ -552,7 +550,7 @@ def _check_fold(out, i:int):
 def _train_fold(cfg:TrainConfig, out, i:int, verbose:bool):
     "Fold i: skipped when finished, resumed from its checkpoint, else trained from its split file."
     d = out/f'fold_{i}'
-    if _fold_finished(d):
+    if fold_finished(d):
         if verbose: print(f"fold {i}: finished earlier, kept")
         return
     if verbose: print(f"fold {i}: {'resuming' if checkpoint_file(d) else 'training'} ({d})")
@@ -600,10 +598,10 @@ def cross_validate(cfg:TrainConfig, out, folds:int=5, resume:bool=False, overwri
     for i in todo:
         try: _train_fold(cfg, out, i, verbose)
         except KeyboardInterrupt as e:
-            done = ', '.join(f'fold_{j}' for j in range(folds) if _fold_finished(out/f'fold_{j}')) or 'none'
+            done = ', '.join(f'fold_{j}' for j in range(folds) if fold_finished(out/f'fold_{j}')) or 'none'
             raise KeyboardInterrupt(f"{e}\ncross-validation: finished {done}; stopped in fold_{i}; continue all folds with: bts_train --out {out} --resume") from None
     if not main: return {}
-    finished = [i for i in range(folds) if _fold_finished(out/f'fold_{i}')]
+    finished = [i for i in range(folds) if fold_finished(out/f'fold_{i}')]
     if len(finished) < folds:
         left = [i for i in range(folds) if i not in finished]
         if verbose: print(f"cross-validation {out}: fold(s) {', '.join(map(str, finished)) or 'none'} finished, {', '.join(map(str, left))} not yet. "
