@@ -11,7 +11,7 @@ first checks that every recorded fold holds its own fold's slices and the same c
     python bench/figshare_cv.py                             # what is recorded; once all folds are in, the summary and cv_table.csv
     python bench/figshare_cv.py --markdown                  # the README's table, from the record
 """
-import argparse, filecmp, json, shutil
+import argparse, filecmp, json, os, shutil
 from pathlib import Path
 import pandas as pd
 
@@ -23,8 +23,15 @@ FOLD_FILES = ('config.yaml', 'eval.json', 'leak_check.json', 'metrics.csv', 'mod
 
 def finished_folds(run:Path) -> list:
     "The folds of `run` whose training finished, by bts_train's own rule."
-    from bts_nb.train import _fold_finished
-    return [i for i in range(json.loads((run/'cv.json').read_text())['folds']) if _fold_finished(run/f'fold_{i}')]
+    from bts_nb.train import fold_finished
+    return [i for i in range(json.loads((run/'cv.json').read_text())['folds']) if fold_finished(run/f'fold_{i}')]
+
+
+def machine() -> dict:
+    "The CPU that trained a fold, for the record beside its minutes: record a fold on the machine that trained it."
+    from encoders import cpu_name   # bench/encoders.py: the CPU's model name, beside every timing
+    flags = next((l.split(':', 1)[1].split() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('flags')), [])
+    return dict(cpu=cpu_name(), cores=os.cpu_count(), bf16=any(f in flags for f in ('avx512_bf16', 'amx_bf16')))
 
 
 def record(run:Path, dest:Path) -> list:
@@ -41,6 +48,7 @@ def record(run:Path, dest:Path) -> list:
         if (dest/f'fold_{i}'/'eval.json').exists(): continue
         (dest/f'fold_{i}').mkdir(exist_ok=True)
         for f in FOLD_FILES: shutil.copy2(run/f'fold_{i}'/f, dest/f'fold_{i}'/f)
+        (dest/f'fold_{i}'/'machine.json').write_text(json.dumps(machine(), indent=2) + '\n')
         added.append(i)
     print(f"recorded fold(s) {added or 'none new'} of {run} in {dest}")
     return added
@@ -56,8 +64,8 @@ def report(dest:Path):
         print(f"fold {i}: {t['n_images']} held-out slices, mean per-image Dice {t['dice_mean']:.3f} (median {t['dice_median']:.3f}), "
               f"global {t['dice_global']:.3f}, HD95 {t['hd95_mean']:.1f} px, slices under Dice 0.1 {under:.1%}, missed tumours {t['missed_tumour_rate']:.1%}")
     if len(have) < n:
-        print(f"{len(have)} of {n} folds recorded; train the others with: bts_train --data ../shared/data/figshare --out runs/fig_cv5 "
-              f"--folds {n} --fold {','.join(str(i) for i in range(n) if i not in have)}")
+        print(f"{len(have)} of {n} folds recorded; train the others with the cross-validation's own command and "
+              f"--fold {','.join(str(i) for i in range(n) if i not in have)}, then record them")
         return
     from bts_nb.train import cv_summary
     s = cv_summary(dest)
