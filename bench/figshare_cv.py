@@ -1,12 +1,14 @@
-"""Figshare 5-fold cross-validation of the default recipe, recorded fold by fold.
+"""Figshare 5-fold cross-validation of a recipe, recorded fold by fold.
 
-The default recipe is the lite0 U-Net, ImageNet-pretrained, 192 px and 10 epochs. Its folds are contiguous blocks of
-the numbering, so no patient is in two folds. Five runs of it take about four hours of 2 CPU cores, which is more than
-one session. Each session trains the folds it has time for (`--fold`), and this script adds each finished fold's light
-files (no weights) to the record. Once all five are in, it writes the summary with bts_nb's own `cv_summary`, which
-first checks that every recorded fold holds its own fold's slices and the same config.
+The recipes recorded are the lite0 U-Net, ImageNet-pretrained, 192 px and 10 epochs, under two fine-tuning schedules:
+fastai's (`bench/results/fig_cv5_lite0`, the default's record unless --dest names another) and full fine-tuning from the
+first step (`bench/results/fig_cv5_ft`). The folds are contiguous blocks of the numbering, so no patient is in two folds.
+Five runs take two to four hours of 2 CPU cores, which may be more than one session. Each session trains the folds it has
+time for (`--fold`), and this script adds each finished fold's light files (no weights) to the record. Once all five are
+in, it writes the summary with bts_nb's own `cv_summary`, which first checks that every recorded fold holds its own
+fold's slices and the same config.
 
-    bts_train --data ../shared/data/figshare --out runs/fig_cv5 --folds 5 [--fold 2,3]
+    bts_train --data ~/data/figshare --out runs/fig_cv5 --folds 5 [--fold 2,3]
     python bench/figshare_cv.py --record runs/fig_cv5       # adds the finished folds to bench/results/fig_cv5_lite0
     python bench/figshare_cv.py                             # what is recorded; once all folds are in, the summary and cv_table.csv
     python bench/figshare_cv.py --markdown                  # the README's table, from the record

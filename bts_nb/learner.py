@@ -29,7 +29,7 @@ def encoder_splitter(model:nn.Module) -> list:
 
 def seg_learner(dls, arch:str='dynamic_unet', loss='bce_dice', pretrained=False, metrics=None, cbs=None,
                 threshold:float=0.5, wd:float=1e-4, **arch_kw) -> Learner:
-    "A fastai Learner for binary tumour segmentation with architecture `arch` and loss `loss`; encoder and decoder are separate parameter groups."
+    "A fastai Learner for binary tumour segmentation with `arch` and `loss`; encoder and decoder are separate parameter groups (on MRI, train both from the start)."
     xb = dls.one_batch()[0]
     model = build_model(arch, n_in=xb.shape[1], size=xb.shape[-1], pretrained=pretrained, **arch_kw)
     cbs = list(cbs or [])

@@ -54,8 +54,8 @@ class TrainConfig:
     arch: str = 'smp_unet'         # smp's U-Net; 'dynamic_unet' is fastai's (bench/encoders.py times both)
     arch_kw: dict|None = None      # the architecture's options; None: its recommended start (`RECOMMENDED_ARCH_KW`; {} for the others)
     pretrained: bool|str|None = None   # None: True when bts_nb ships the encoder's ImageNet weights (EfficientNet-Lite), else False; or a local weights file
-    freeze_epochs: int = 1         # with pretrained weights: first epochs train the decoder only (fastai's fine_tune); the last epoch always trains all
-    lr_mult: float = 10.0          # with pretrained weights: after unfreezing, the encoder learns at lr / lr_mult
+    freeze_epochs: int = 0         # with pretrained weights: first epochs train the decoder only (fastai's fine_tune: 1); 0: every layer from the first step, as MRI needs
+    lr_mult: float = 1.0           # with pretrained weights: the encoder learns at lr / lr_mult (fastai's fine_tune: 10)
     loss: str = 'bce_dice'
     boundary_ramp: float = 0.0     # >0: ramp the 'boundary' loss term's weight from 0 to this
     aug: str = 'light'
@@ -63,7 +63,7 @@ class TrainConfig:
     epochs: int = 10
     budget_min: float|None = None  # minutes of training to fit: sets `epochs` from a speed probe of this machine
     bs: int = 8
-    lr: float = 3e-3
+    lr: float = 1e-3
     wd: float = 1e-4
     patience: int|None = None      # early stopping after this many epochs without a better Dice
     ema_decay: float = 0.0         # >0: validate, keep and ship an exponential moving average of the weights with this decay per step (e.g. 0.998); 0: off
@@ -651,8 +651,8 @@ def bts_train(
     arch:str=None,                  # one of bts_nb.models.ARCHS
     pretrained:str=None,            # true, false or a local weights file; default: true when bts_nb ships the encoder's ImageNet weights (tf_efficientnet_lite0/1/2)
     encoder:str=None,               # the U-Net's encoder (default for smp_unet and dynamic_unet: tf_efficientnet_lite0), e.g. resnet18
-    freeze_epochs:int=None,         # pretrained: epochs that train the decoder only, before the encoder is unfrozen (default 1)
-    lr_mult:float=None,             # pretrained: the encoder learns at lr / lr_mult once unfrozen (default 10)
+    freeze_epochs:int=None,         # pretrained: epochs that train the decoder only, before the encoder is unfrozen (default 0: MRI needs the encoder to learn from the start; 1: fastai's fine_tune)
+    lr_mult:float=None,             # pretrained: the encoder learns at lr / lr_mult (default 1; fastai's fine_tune: 10)
     loss:str=None,                  # e.g. bce_dice, dice+boundary, focal_tversky
     boundary_ramp:float=None,       # ramp the boundary term's weight from 0 to this
     aug:str=None,                   # none, light or heavy

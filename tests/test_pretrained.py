@@ -41,7 +41,8 @@ def test_pretrained_run_learns(phantoms, tmp_path):
     tumour = per_image[per_image.gt_px > 0]
     assert len(tumour) >= 5
     # an empty prediction scores 0 on these slices, so a model that learnt nothing cannot pass.
-    # Measured on a 2-core AMD EPYC: global Dice 0.535, median tumour slice 0.625 (about 70 s of training).
+    # Measured with the default schedule (every layer from the first step at 1e-3), one thread of a 2-core AMD EPYC:
+    # global Dice 0.478, median tumour slice 0.565.
     assert card['metrics']['valid']['dice_global'] > 0.4, card['metrics']['valid']
     assert tumour.dice.median() > 0.45, tumour.dice.describe()
 
