@@ -34,24 +34,20 @@ def check_paired(a:Path, b:Path, ta:pd.DataFrame, tb:pd.DataFrame):
     if set(zip(ta.name, ta.fold)) != set(zip(tb.name, tb.fold)): raise SystemExit(f"{a} and {b} score different slices")
 
 
+def has_patients(t:pd.DataFrame) -> bool: return 'patient' in t and t.patient.notna().any()
+
+
 def figures(t:pd.DataFrame) -> dict:
-    "Pooled figures of a per-slice table: mean / median / global Dice, HD95, slices under Dice 0.1 and how many of those are empty predictions."
-    tum = t.gt_px > 0
-    low = tum & (t.dice < 0.1)
-    out = dict(n_images=len(t), dice_mean=t.dice.mean(), dice_median=t.dice.median(),
-               dice_global=2 * t.tp_px.sum() / (t.pred_px.sum() + t.gt_px.sum()), hd95_mean=t.hd95.mean(),
-               frac_dice_lt_0_1=(t.dice < 0.1).mean(), n_dice_lt_0_1=int((t.dice < 0.1).sum()), n_empty_misses=int((low & (t.pred_px == 0)).sum()))
-    if (~tum).any(): out['fp_slice_rate'] = ((t.pred_px > 0) & ~tum).sum() / (~tum).sum()
-    if 'patient' in t and t.patient.notna().any():
-        from bts_nb.metrics import patient_dice
-        vol = patient_dice(t)
-        out |= dict(n_patients=len(vol), dice_patient_mean=vol.dice.mean(), dice_patient_median=vol.dice.median())
-    return out
+    "bts_nb's reported figures of a per-slice table (`summarize_metrics`), with the slices under Dice 0.1 and how many of those are empty predictions."
+    from bts_nb.metrics import summarize_metrics
+    low = t.dice < 0.1
+    return summarize_metrics(t) | dict(frac_dice_lt_0_1=low.mean(), n_dice_lt_0_1=int(low.sum()),
+                                       n_empty_misses=int((low & (t.gt_px > 0) & (t.pred_px == 0)).sum()))
 
 
 def group_dice(t:pd.DataFrame) -> pd.Series:
     "Each group's score: volumetric Dice for named patients, else the mean per-slice Dice of its block."
-    if 'patient' in t and t.patient.notna().any():
+    if has_patients(t):
         from bts_nb.metrics import patient_dice
         return patient_dice(t).set_index('patient').dice
     return t.groupby('group').dice.mean()
@@ -89,14 +85,12 @@ def compare(base:Path, new:Path, name:str, out:Path=RESULTS) -> dict:
     ga, gb = group_dice(ta), group_dice(tb)
     groups = pd.DataFrame(dict(base=ga, new=gb)).assign(change=lambda g: g.new - g.base)
     groups.index.name = 'group'
-    groups.join(ta.groupby('patient' if 'patient' in ta and ta.patient.notna().any() else 'group').fold.first()).to_csv(
-        out/f'{name}_groups.csv', float_format='%.4f')
+    groups.join(ta.groupby('patient' if has_patients(ta) else 'group').fold.first()).to_csv(out/f'{name}_groups.csv', float_format='%.4f')
+    per_fold = table[table.held_out.str.startswith('fold')].pivot(index='held_out', columns='side', values='dice_mean')
     summary = dict(base=os.path.relpath(base), new=os.path.relpath(new), recipes_differ_in=recipe_difference(base, new),
-                   groups='patients (volumetric Dice)' if 'patient' in ta and ta.patient.notna().any() else 'blocks of the numbering (mean per-slice Dice)',
+                   groups='patients (volumetric Dice)' if has_patients(ta) else 'blocks of the numbering (mean per-slice Dice)',
                    over_groups=paired(groups.base, groups.new), over_slices=paired(m.dice_base, m.dice_new),
-                   folds_better=int(sum(r_new.dice_mean > r_base.dice_mean for (_, r_base), (_, r_new) in
-                                        zip(table[(table.side == 'base') & table.held_out.str.startswith('fold')].iterrows(),
-                                            table[(table.side == 'new') & table.held_out.str.startswith('fold')].iterrows()))))
+                   folds_better=int((per_fold.new > per_fold.base).sum()))
     (out/f'{name}.json').write_text(json.dumps(summary, indent=2) + '\n')
     return summary
 
