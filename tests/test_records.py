@@ -180,11 +180,11 @@ def test_a_folder_stands_for_its_summaries_not_its_logs(tmp_path):
 
 
 def test_the_check_catches_figures_swapped_between_table_rows():
-    "Each figure still in the records, but in the wrong row: two folds' held-out mean Dice exchanged."
+    "Each figure still in the records, but in the wrong row: the headline table's Figshare and LGG global Dice exchanged."
     text = README.read_text()
-    row0 = next(line for line in text.splitlines() if line.startswith('| fold 0 | 4 | 516 |'))
-    row1 = next(line for line in text.splitlines() if line.startswith('| fold 1 | 4 | 515 |'))
-    d0, d1 = row0.split(' | ')[5], row1.split(' | ')[5]
+    row0 = next(line for line in text.splitlines() if line.startswith('| Figshare, '))
+    row1 = next(line for line in text.splitlines() if line.startswith('| LGG, '))
+    d0, d1 = row0.split(' | ')[4], row1.split(' | ')[4]
     assert d0 != d1 and d0 in FIGURE.findall(row0)
     swapped = text.replace(row0, row0.replace(f' | {d0} | ', f' | {d1} | ', 1)).replace(row1, row1.replace(f' | {d1} | ', f' | {d0} | ', 1))
     assert swapped != text and not any(d0 in m or d1 in m for m in unfound_figures(text))
