@@ -53,11 +53,10 @@ def row(model_name, model, set_name, info):
 
 
 def markdown(df):
-    cols = ['trained_on', 'train_slices', 'test_set', 'n_images', 'dice_mean', 'dice_median', 'dice_mean_tumour_slices',
-            'hd95_mean', 'missed_tumour_rate', 'fp_slice_rate', 'fp_slice_rate_min_area_200']
-    lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
-    for r in df[cols].itertuples(index=False): lines.append('| ' + ' | '.join('' if pd.isna(v) else str(v) for v in r) + ' |')
-    return '\n'.join(lines)
+    "The results page's table of the models crossed with the data sets (bench/results_page.py renders it)."
+    from results_page import table
+    return table(df, ['trained_on', 'train_slices', 'test_set', 'n_images', 'dice_mean', 'dice_median', 'dice_mean_tumour_slices',
+                      'hd95_mean', 'missed_tumour_rate', 'fp_slice_rate', 'fp_slice_rate_min_area_200'])
 
 
 if __name__ == '__main__':

@@ -154,11 +154,10 @@ def save(rows):
 
 
 def markdown(df):
-    cols = ['name', 'arch', 'encoder', 'pretrained', 'size', 'loss', 'aug', 'epochs', 'train_min', 'train_img_s', 'peak_rss_mb', 'post',
-            'valid_dice_mean', 'test_dice_mean', 'test_dice_median', 'test_dice_global', 'test_hd95']
-    lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
-    for r in df[cols].itertuples(index=False): lines.append('| ' + ' | '.join('' if pd.isna(v) else str(v) for v in r) + ' |')
-    return '\n'.join(lines)
+    "The results page's table of the recipes (bench/results_page.py renders it)."
+    from results_page import table
+    return table(df, ['name', 'arch', 'encoder', 'pretrained', 'size', 'loss', 'aug', 'precision', 'epochs', 'train_min', 'train_img_s',
+                      'peak_rss_mb', 'post', 'valid_dice_mean', 'test_dice_mean', 'test_dice_median', 'test_dice_global', 'test_hd95'])
 
 
 if __name__ == '__main__':

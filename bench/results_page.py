@@ -41,6 +41,12 @@ def csv(name:str, cols:list|None=None, query:str|None=None) -> str:
     return table(df.query(query) if query else df, cols)
 
 
+def script_table(script:str, name:str) -> str:
+    "The table that the bench script `script` makes of its record `name` (its own `markdown(df)`)."
+    import importlib
+    return importlib.import_module(script).markdown(pd.read_csv(RESULTS/name))
+
+
 def figshare_cv(record:str) -> str:
     import figshare_cv
     return printed(figshare_cv.markdown, RESULTS/record)
@@ -142,8 +148,7 @@ precision `auto` ran in bfloat16 on a CPU with bf16, `fp32` rows on one without.
 schedule of its day (`bench/recipes.py` keeps it).""",
          commands=['python bench/recipes.py --data ~/data/figshare --candidates NAME [--budget_min 45]'],
          records=['recipes.csv'],
-         table=lambda: csv('recipes.csv', ['name', 'arch', 'encoder', 'pretrained', 'size', 'loss', 'aug', 'precision', 'epochs', 'train_min',
-                                           'post', 'valid_dice_mean', 'test_dice_mean', 'test_dice_median', 'test_dice_global', 'test_hd95'])),
+         table=lambda: script_table('recipes', 'recipes.csv')),
     dict(title='Where the misses are',
          needs=['misses.csv'],
          text="""Test slices of the block split under Dice 0.1, by kind: a mark in the wrong place, too little of the tumour, or
@@ -165,9 +170,7 @@ nothing; and the miss rate by tumour size (thirds).""",
 under 200 pixels).""",
          commands=['python bench/cross_dataset.py --models NAME=RUN ... --sets NAME=SPLIT_CSV ...'],
          records=['cross_dataset.csv', 'cross_dataset_resnet18.csv'],
-         table=lambda: csv('cross_dataset.csv', ['trained_on', 'train_slices', 'test_set', 'n_images', 'dice_mean', 'dice_median',
-                                                 'dice_mean_tumour_slices', 'hd95_mean', 'missed_tumour_rate', 'fp_slice_rate',
-                                                 'fp_slice_rate_min_area_200'])),
+         table=lambda: script_table('cross_dataset', 'cross_dataset.csv')),
     dict(title='Speed on a CPU',
          needs=['encoders_speed.csv', 'archs.csv', 'inference.csv', 'archive/archive.csv'],
          text="""Training images/s of each network (the budget's probe), inference slices/s, and `bts_predict` on an archive.
