@@ -4,19 +4,45 @@
 
 # %% ../nbs/00d_leaks.ipynb #d5877c26
 from __future__ import annotations
-import json, sys
+import json, re, sys
 from pathlib import Path
 import numpy as np, pandas as pd
 import cv2
 import matplotlib.pyplot as plt
 from fastcore.script import call_parse
-from .readers import read_slice_2d, as_channel, DataError
+from .readers import read_slice_2d, as_channel, DataError, few_names
 from .splits import load_split
 from .data import row_channel, data_sources, multi_source_split
 
 # %% auto #0
-__all__ = ['slice_signatures', 'leak_calibration', 'check_split', 'plot_leak_calibration', 'show_leaks', 'leak_report',
-           'describe_leaks', 'bts_leakcheck']
+__all__ = ['NO_STRUCTURE', 'BLIND', 'slice_structure', 'slice_signatures', 'leak_calibration', 'check_split',
+           'plot_leak_calibration', 'show_leaks', 'leak_report', 'describe_leaks', 'bts_leakcheck']
+
+# %% ../nbs/00d_leaks.ipynb #af0bd2ba
+_NUMBERED = re.compile(r'^(?P<prefix>.*?)(?P<k>\d+)$')
+
+def slice_structure(df:pd.DataFrame) -> tuple:
+    "`df` sorted by `source`, `patient` and `number` read from its files (a `patient` column, case folders, numbered names), with `order` along that; and how they were found, None when some row has neither patient nor number."
+    df = df.drop(columns=['order', 'number'], errors='ignore').copy()
+    img = [Path(p) for p in df['image']]
+    m = [_NUMBERED.match(p.stem) for p in img]
+    df['number'] = [int(x['k']) if x else np.nan for x in m]
+    given = df['patient'] if 'patient' in df else pd.Series(np.nan, index=df.index)
+    src = df['source'].astype(str) if 'source' in df else pd.Series(['' if g else str(p.parent) for g, p in zip(given.notna(), img)], index=df.index)  # folders separate patients only where no id does
+    case = pd.Series([x['prefix'].rstrip('_-. ') == p.parent.name if x else False for x, p in zip(m, img)], index=df.index)
+    prefix = pd.Series([x['prefix'] if x else None for x in m], index=df.index)
+    several = prefix.groupby(src).transform('nunique') > 1                       # a_1, b_1 in one folder: a and b are patients
+    how = {"the table's patient column": given.notna(), 'case folders (<case>/<case>_<k>)': given.isna() & case,
+           'file-name prefixes (<patient><k>)': given.isna() & ~case & several & prefix.notna(),
+           'numbers in the file names': given.isna() & ~case & ~several & prefix.notna()}
+    df['source'] = src
+    df['patient'] = pd.Series(np.select([how["the table's patient column"], how['case folders (<case>/<case>_<k>)'], how['file-name prefixes (<patient><k>)']],
+                                        [given.astype(str), [p.parent.name for p in img], prefix], None), index=df.index, dtype=object)
+    key = df.assign(_p=df['patient'].fillna(''), _n=df['number'].fillna(-1), _s=[p.stem for p in img])
+    df = df.loc[key.sort_values(['source', '_p', '_n', '_s', 'image']).index].reset_index(drop=True)
+    df['order'] = np.arange(len(df))
+    used = [k for k, v in how.items() if v.any()]
+    return df, ('; '.join(used) if (df['patient'].notna() | df['number'].notna()).all() else None)
 
 # %% ../nbs/00d_leaks.ipynb #8b7c8ac3
 def slice_signatures(df:pd.DataFrame, size:int=32, sigma:float=2.0, channel:int|str|None=None) -> np.ndarray:
@@ -73,23 +99,48 @@ def leak_calibration(df:pd.DataFrame, sig:np.ndarray|None=None, far:int|None=Non
     thr = float(np.quantile(other, q))
     return dict(threshold=thr, q=q, far=far, other=other, neighbour=neighbour, sensitivity=float((neighbour > thr).mean()) if len(neighbour) else float('nan'))
 
+def _checks(df:pd.DataFrame) -> list:
+    "(side, training rows, held-out rows) for each check: valid and test against train, or each fold of a `fold` column against the others."
+    if 'split' in df: return [(s, np.flatnonzero(df.split == 'train'), np.flatnonzero(df.split == s)) for s in ('valid', 'test') if (df.split == s).any()]
+    if 'fold' in df: return [(f'fold {f}', np.flatnonzero(df.fold != f), np.flatnonzero(df.fold == f)) for f in sorted(df.fold.unique())]
+    raise ValueError("check_split needs a table with a `split` column (train/valid/test) or a `fold` column")
+
+NO_STRUCTURE = ("no patient structure: {n} of {total} slices (e.g. {names}) have no patient id and no number in their file name, so the check "
+                "cannot tell slices of one patient from slices of two. Give the table a patient column (patient, patient_id, subject or case), "
+                "or name the slices by number in acquisition order (images/N.png), or keep one folder per patient (<case>/<case>_<k>.png)")
+BLIND = ("the calibration is blind: {sens} of direct neighbours (adjacent slices of one patient) are above its threshold, under the floor of {floor}, "
+         "so a leak would not show. The structure it used ({how}) does not seem to follow the patients: give the table a patient column, "
+         "or file names numbered in acquisition order")
+
 def check_split(df:pd.DataFrame, threshold:float|None=None, max_share:float=0.05, far:int|None=None, q:float=0.99,
-                size:int=32, channel:int|str|None=None) -> tuple:
-    "Held-out slices whose best match in `train` is closer than slices of different patients come (pairs table, best first), and a summary."
-    if 'split' not in df: raise ValueError("check_split needs a table with a `split` column (train/valid/test)")
-    df, far = df.reset_index(drop=True), _far(df, far)
+                size:int=32, channel:int|str|None=None, min_sensitivity:float=0.1) -> tuple:
+    "Held-out slices whose best match in training is closer than slices of different patients come (pairs table, best first), a summary with its `verdict` ('leaks', 'no leak' or 'no verdict'), and the calibration."
+    _checks(df)                                                                   # no split or fold column: say so before reading files
+    df, how = slice_structure(df.reset_index(drop=True))
+    checks, far = _checks(df), _far(df, far)
+    summary = dict(structure=how, threshold=None, q=q, far=far, sensitivity=None, min_sensitivity=min_sensitivity, max_share=max_share, sides={})
+    pairs = pd.DataFrame(columns=['side', 'image', 'train_image', 'r', 'leak', 'same_patient'])
+    if how is None:
+        lost = df.image[df.patient.isna() & df.number.isna()]
+        return pairs, dict(summary, leaky=None, verdict='no verdict', reason=NO_STRUCTURE.format(n=len(lost), total=len(df), names=few_names(Path(p).name for p in lost))), {}
     sig = slice_signatures(df, size, channel=channel)
-    cal = leak_calibration(df, sig, far, q) if threshold is None else dict(threshold=float(threshold), q=None, far=far, sensitivity=None)
-    thr = cal['threshold']
-    train, held = np.flatnonzero(df.split == 'train'), np.flatnonzero(df.split.isin(['valid', 'test']))
-    r, j = _best_match(sig, held, train)
-    pairs = pd.DataFrame(dict(side=df.split.to_numpy()[held], image=df.image.to_numpy()[held],
-                              train_image=df.image.to_numpy()[np.maximum(j, 0)], r=r.round(4), leak=r > thr))
-    pairs = pairs[j >= 0].sort_values('r', ascending=False, ignore_index=True)
-    sides = {s: dict(n=int((pairs.side == s).sum()), leaks=int(pairs.leak[pairs.side == s].sum())) for s in ('valid', 'test') if (pairs.side == s).any()}
-    for v in sides.values(): v['share'] = round(v['leaks'] / v['n'], 4)
-    summary = dict(threshold=round(thr, 4), q=cal['q'], far=far, sensitivity=None if cal['sensitivity'] is None else round(cal['sensitivity'], 4),
-                   max_share=max_share, sides=sides, leaky=any(v['share'] > max_share for v in sides.values()))
+    cal = leak_calibration(df, sig, far, q) if threshold is None else dict(threshold=float(threshold), q=None, sensitivity=None)
+    thr, img, pat = cal['threshold'], df.image.to_numpy(), df.patient.to_numpy(dtype=object)
+    tables = []
+    for side, train, held in checks:
+        r, j = _best_match(sig, held, train)
+        t = pd.DataFrame(dict(side=side, image=img[held], train_image=img[np.maximum(j, 0)], r=r.round(4), leak=r > thr,
+                              same_patient=[a is not None and a == b for a, b in zip(pat[held], pat[np.maximum(j, 0)])]))[j >= 0]
+        shared = set(pat[held]) & set(pat[train]) - {None}                       # ids on both sides: a leak by definition
+        summary['sides'][side] = dict(n=len(t), leaks=int(t.leak.sum()), share=round(float(t.leak.mean()), 4) if len(t) else 0.0, shared_patients=len(shared))
+        tables.append(t)
+    pairs = pd.concat(tables, ignore_index=True).sort_values('r', ascending=False, kind='stable', ignore_index=True) if tables else pairs
+    sens = cal['sensitivity']
+    leaky = any(v['share'] > max_share or v['shared_patients'] for v in summary['sides'].values())
+    blind = sens is not None and not sens >= min_sensitivity                    # NaN: no two adjacent slices of one patient
+    summary.update(threshold=round(thr, 4), q=cal['q'], sensitivity=None if sens is None else round(sens, 4), leaky=True if leaky else (None if blind else False),
+                   verdict='leaks' if leaky else ('no verdict' if blind else 'no leak'))
+    if blind and not leaky: summary['reason'] = BLIND.format(sens=summary['sensitivity'], floor=min_sensitivity, how=how)
     return pairs, summary, cal
 
 # %% ../nbs/00d_leaks.ipynb #3fd536da
@@ -126,17 +177,21 @@ def leak_report(pairs:pd.DataFrame, summary:dict, cal:dict, out, k:int=4, channe
     return out
 
 def describe_leaks(summary:dict) -> str:
-    "The summary in a few lines."
-    lines = [f"threshold r > {summary['threshold']} (best matches between different patients: {summary['q']} quantile; "
-             f"{summary['sensitivity']} of direct neighbours are above it)" if summary['q'] else f"threshold r > {summary['threshold']} (given)"]
+    "The summary in a few lines, ending with the verdict."
+    lines = [f"patients from: {summary['structure'] or 'nothing in the table or its file names'}"]
+    if summary['threshold'] is not None:
+        lines.append(f"threshold r > {summary['threshold']} (best matches between different patients: {summary['q']} quantile; "
+                     f"{summary['sensitivity']} of direct neighbours are above it)" if summary['q'] else f"threshold r > {summary['threshold']} (given)")
     for side, v in summary['sides'].items():
-        lines.append(f"{side}: {v['leaks']} of {v['n']} slices have a near copy in training ({v['share']:.1%})")
-    lines.append(f"the split LEAKS (more than {summary['max_share']:.0%} of a side flagged)" if summary['leaky'] else "no leak beyond the false rate")
+        lines.append(f"{side}: {v['leaks']} of {v['n']} slices have a near copy in training ({v['share']:.1%})"
+                     + (f"; {v['shared_patients']} of its patients are also in training" if v['shared_patients'] else ''))
+    lines.append({'leaks': f"the split LEAKS (more than {summary['max_share']:.0%} of a side flagged, or a patient on both sides)",
+                  'no leak': "no leak beyond the false rate"}.get(summary['verdict'], f"NO VERDICT: {summary.get('reason')}"))
     return '\n'.join(lines)
 
 @call_parse
 def bts_leakcheck(
-    split:str=None,          # a saved split.csv (from bts_train) to check
+    split:str=None,          # a split table to check: bts_train's split.csv or your own (image, mask and split or fold columns)
     data:str=None,           # or: dataset folder(s), split as bts_train would with the options below
     layout:str='auto',       # auto, figshare, lgg or folders
     valid_pct:float=0.2, test_pct:float=0.0, seed:int=42,
@@ -145,16 +200,17 @@ def bts_leakcheck(
     q:float=0.99,            # quantile of the between-patient best matches that sets the threshold
     far:int=None,            # without patient ids: slices further apart than this in the numbering are different patients (default 50, less for small sets)
     max_share:float=0.05,    # a side with more flagged slices than this leaks
+    min_sensitivity:float=0.1,  # a calibration catching fewer direct neighbours than this gives no verdict
 ):
-    "Check a split for held-out slices with a near copy in training; exit status 1 when it leaks."
+    "Check a split for held-out slices with a near copy in training; exit status 1 when it leaks, 3 when it cannot judge."
     try:
         if (split is None) == (data is None): raise ValueError("give --split (a saved split.csv) or --data (folders to split), one of the two")
         channel = as_channel(channel)
-        df = load_split(split) if split else multi_source_split(data_sources(data), layout, channel, valid_pct=valid_pct, test_pct=test_pct,
+        df = load_split(split, need_split=False) if split else multi_source_split(data_sources(data), layout, channel, valid_pct=valid_pct, test_pct=test_pct,
                                                                  seed=seed, verify=False, verbose=False)
-        pairs, summary, cal = check_split(df, max_share=max_share, far=far, q=q, channel=channel)
+        pairs, summary, cal = check_split(df, max_share=max_share, far=far, q=q, channel=channel, min_sensitivity=min_sensitivity)
     except (DataError, ValueError, FileNotFoundError) as e:
         print(f"bts_leakcheck: {e}", file=sys.stderr); sys.exit(2)
     print(describe_leaks(summary))
     if out: print(f"written to {leak_report(pairs, summary, cal, out, channel=channel)}")
-    sys.exit(1 if summary['leaky'] else 0)
+    sys.exit({'leaks': 1, 'no leak': 0}.get(summary['verdict'], 3))

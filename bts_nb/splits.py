@@ -4,14 +4,15 @@
 
 # %% ../nbs/00b_splits.ipynb #2a0326fb
 from __future__ import annotations
+import os
 from pathlib import Path
 import numpy as np, pandas as pd
 import cv2
 from .readers import DataError, few_names, read_slice_2d
 
 # %% auto #0
-__all__ = ['neighbour_correlation', 'block_split', 'group_split', 'split_pairs', 'shared_groups', 'save_split', 'load_split',
-           'cv_blocks', 'fold_groups', 'fold_split']
+__all__ = ['SPLIT_COLUMNS', 'SIDE_NAMES', 'neighbour_correlation', 'block_split', 'group_split', 'split_pairs', 'shared_groups',
+           'save_split', 'load_split', 'cv_blocks', 'fold_groups', 'fold_split']
 
 # %% ../nbs/00b_splits.ipynb #87810639
 def neighbour_correlation(df:pd.DataFrame, size:int=64, channel:int|str|None=None) -> np.ndarray:
@@ -95,12 +96,48 @@ def save_split(df:pd.DataFrame, path) -> Path:
     out.to_csv(path, index=False)
     return path
 
-def load_split(path) -> pd.DataFrame:
-    "Read a split saved by `save_split`, checking that its files are still there."
+
+# %% ../nbs/00b_splits.ipynb #503dbea3
+SPLIT_COLUMNS = {'image': ('image', 'image_path', 'img', 'img_path'), 'mask': ('mask', 'mask_path', 'label', 'label_path'),
+                 'split': ('split', 'subset', 'set'), 'patient': ('patient', 'patient_id', 'subject', 'subject_id', 'case', 'case_id')}
+SIDE_NAMES = {'train': 'train', 'training': 'train', 'valid': 'valid', 'val': 'valid', 'validation': 'valid', 'test': 'test', 'testing': 'test'}
+
+def _standard_columns(df:pd.DataFrame, path) -> pd.DataFrame:
+    "`df` with its columns renamed to bts_nb's names (`SPLIT_COLUMNS`) and its sides to train/valid/test; two candidates for one name are an error."
+    ren = {}
+    for name, aliases in SPLIT_COLUMNS.items():
+        found = [c for c in df.columns if str(c).strip().lower() in aliases]
+        if len(found) > 1: raise DataError(f"{path}: columns {', '.join(map(str, found))} could each be the {name} column; keep one")
+        if found: ren[found[0]] = name
+    df = df.rename(columns=ren)
+    if 'split' in df:
+        side = df['split'].astype(str).str.strip().str.lower().map(SIDE_NAMES)
+        if side.isna().any():
+            k = int(np.flatnonzero(side.isna())[0])
+            raise DataError(f"{path}: line {k + 2}: split '{df['split'].iloc[k]}' is not train, valid (val, validation) or test")
+        df['split'] = side
+    return df
+
+def load_split(path, need_split:bool=True) -> pd.DataFrame:
+    "Read a split table (`save_split`'s, or one written elsewhere): common column names, paths relative to the table, every slice once and its files present. A `fold` column may stand in for `split` unless `need_split`."
     path = Path(path).expanduser()
     if not path.is_file(): raise DataError(f"{path}: split file does not exist")
-    df = pd.read_csv(path)
-    if 'split' not in df or 'image' not in df: raise DataError(f"{path}: not a saved split (needs image, mask and split columns)")
+    try: df = _standard_columns(pd.read_csv(path), path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e: raise DataError(f"{path}: not a readable CSV table ({e})") from None
+    if 'image' not in df or 'mask' not in df:
+        raise DataError(f"{path}: needs an image column ({' / '.join(SPLIT_COLUMNS['image'])}) and a mask column "
+                        f"({' / '.join(SPLIT_COLUMNS['mask'])}); it has {', '.join(map(str, df.columns))}")
+    if 'split' not in df and (need_split or 'fold' not in df):
+        raise DataError(f"{path}: needs a split column (train, valid or test per row)" + (" here; its fold column serves only the leak check" if 'fold' in df else ""))
+    for c in ('image', 'mask'):
+        if df[c].isna().any(): raise DataError(f"{path}: line {int(np.flatnonzero(df[c].isna())[0]) + 2} has no {c}")
+        df[c] = [os.path.abspath(path.parent/Path(str(p)).expanduser()) for p in df[c]]   # relative to the table; absolute stays; links kept
+        twice = df[c][df[c].duplicated(keep=False)]
+        if len(twice):
+            lines = [k + 2 for k in np.flatnonzero(df[c] == twice.iloc[0])]
+            sides = sorted(set(df.loc[df[c] == twice.iloc[0], 'split'])) if 'split' in df else []
+            raise DataError(f"{path}: {twice.nunique()} {c}(s) listed more than once: {twice.iloc[0]} on lines {lines}"
+                            + (f", on both sides ({' and '.join(sides)})" if len(sides) > 1 else ''))
     gone = [p for p in list(df['image']) + list(df['mask']) if not Path(p).exists()]
     if gone: raise DataError(f"{path}: {len(gone)} file(s) of this split are missing: {few_names(gone)}")
     return df

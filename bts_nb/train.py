@@ -47,7 +47,7 @@ class TrainConfig:
     data: str|list|None = None     # dataset folder, several (a list, or joined by commas), or None: the synthetic set
     layout: str = 'auto'           # 'auto', 'figshare', 'lgg' or 'folders'
     split: str|None = None         # a saved split.csv to reuse (same held-out images across runs); checked for leaks first
-    allow_leaky_split: bool = False  # train on a `split` that the leak check flags (the model card records it)
+    allow_leaky_split: bool = False  # train on a `split` that the leak check flags or cannot judge (the model card records it)
     valid_pct: float = 0.2
     test_pct: float = 0.0
     channel: int|str|None = None   # channel of multi-channel files; None: LGG's three sequences ('all'), or its FLAIR (1) beside single-channel data
@@ -331,10 +331,12 @@ def _data_and_learner(cfg:TrainConfig, out, resume:bool, verbose:bool) -> tuple:
     return dls, learn, leak_check
 
 def _check_users_split(cfg:TrainConfig, dls) -> dict:
-    "A split the user brings is checked for leaks (`bts_nb.leaks`); a leaking one stops the run, unless `allow_leaky_split`."
+    "A split the user brings is checked for leaks (`bts_nb.leaks`); one that leaks, or that the check cannot judge, stops the run unless `allow_leaky_split`."
     _, summary, _ = check_split(dls.pairs, channel=cfg.channel)
-    if summary['leaky'] and not cfg.allow_leaky_split:
-        raise DataError(f"{cfg.split}: this split leaks: held-out slices have near copies in training, so its validation Dice would measure memory.\n"
+    if summary['verdict'] != 'no leak' and not cfg.allow_leaky_split:
+        what = ("this split leaks: held-out slices have near copies in training, so its validation Dice would measure memory" if summary['leaky']
+                else "the leak check cannot judge this split, so it could hide a leak")
+        raise DataError(f"{cfg.split}: {what}.\n"
                         f"{describe_leaks(summary)}\nLook at them with: bts_leakcheck --split {cfg.split} --out leakcheck/\n"
                         f"To train on it anyway (the model card records it), pass --allow_leaky_split (allow_leaky_split=True).")
     return summary
@@ -645,7 +647,7 @@ def bts_train(
     config:str=None,                # YAML file of TrainConfig keys; command-line options override it
     layout:str=None,                # auto, figshare, lgg or folders
     split:str=None,                 # a saved split.csv to reuse (checked for leaks first)
-    allow_leaky_split:store_true=False,  # train on a --split that the leak check flags (the model card records it)
+    allow_leaky_split:store_true=False,  # train on a --split that the leak check flags or cannot judge (the model card records it)
     valid_pct:float=None, test_pct:float=None,
     channel:str=None,               # channel of multi-channel images: all (LGG's default: its three sequences) or a plane number (1: FLAIR)
     arch:str=None,                  # one of bts_nb.models.ARCHS
