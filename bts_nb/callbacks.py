@@ -5,10 +5,9 @@
 # %% ../nbs/04_callbacks.ipynb #592b69de
 from __future__ import annotations
 import time
-import warnings
 from contextlib import contextmanager, nullcontext
-with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
-    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+from .readers import quiet_fastai_import
+with quiet_fastai_import():
     from pathlib import Path
     import numpy as np, torch
     from fastai.callback.core import Callback
@@ -109,10 +108,13 @@ def fit_one_cycle_from(learn, n_epoch:int, lr_max, start_epoch:int=0, cbs=None, 
     scheds = {'lr': combined_cos(pct_start, lr_max/div, lr_max, lr_max/div_final), 'mom': combined_cos(pct_start, *moms)}
     learn.fit(n_epoch - start_epoch, cbs=[ParamScheduler({k: _shifted(f, s) for k, f in scheds.items()})] + list(cbs or []))
 
-def resume_from_checkpoint(learn, path) -> int:
-    "Load a checkpoint written by `EpochCheckpoint` into `learn`; return the number of finished epochs."
+def resume_from_checkpoint(learn, path, cbs:list=()) -> int:
+    "Load a checkpoint written by `EpochCheckpoint` into `learn`, and its weight average into the `WeightAverage` among `cbs`; return the number of finished epochs."
     if learn.opt is None: learn.create_opt()
-    return int(load_checkpoint(path, learn.model, learn.opt)['epochs_done'])
+    state = load_checkpoint(path, learn.model, learn.opt)            # the file is read once, for the model, the optimiser and the average
+    for c in cbs:
+        if isinstance(c, WeightAverage): c.restore(state['extra'])
+    return int(state['epochs_done'])
 
 # %% ../nbs/04_callbacks.ipynb #2bddaac4
 from fastai.callback.progress import CSVLogger

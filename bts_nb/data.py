@@ -4,9 +4,8 @@
 
 # %% ../nbs/00c_data.ipynb #70c95912
 from __future__ import annotations
-import warnings
-with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
-    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+from .readers import quiet_fastai_import
+with quiet_fastai_import():
     from pathlib import Path
     import numpy as np, pandas as pd
     from PIL import Image

@@ -6,9 +6,8 @@
 from __future__ import annotations
 import datetime, os, subprocess, sys
 from contextlib import contextmanager
-import warnings
-with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
-    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+from .readers import quiet_fastai_import
+with quiet_fastai_import():
     import torch, torch.distributed as dist
     from fastcore.basics import patch
     from fastai.torch_core import rank_distrib, num_distrib

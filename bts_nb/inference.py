@@ -7,8 +7,8 @@ from __future__ import annotations
 import json, os, re, sys
 from functools import partial
 import warnings
-with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
-    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+from .readers import quiet_fastai_import
+with quiet_fastai_import():
     from pathlib import Path
     import numpy as np, pandas as pd, torch, torch.nn.functional as F
     from PIL import Image

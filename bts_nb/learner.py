@@ -4,9 +4,8 @@
 
 # %% ../nbs/04a_learner.ipynb #1894641b
 from __future__ import annotations
-import warnings
-with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
-    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+from .readers import quiet_fastai_import
+with quiet_fastai_import():
     import torch.nn as nn
     from fastai.learner import Learner
     from fastai.torch_core import params

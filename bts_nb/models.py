@@ -5,9 +5,8 @@
 # %% ../nbs/03_models.ipynb #2eaa364e
 from __future__ import annotations
 import importlib, inspect, socket, threading
-import warnings
-with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
-    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+from .readers import quiet_fastai_import
+with quiet_fastai_import():
     from pathlib import Path
     import torch, torch.nn as nn, torch.nn.functional as F
     from fastai.vision.all import DynamicUnet, create_body, resnet18, resnet34

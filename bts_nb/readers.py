@@ -4,17 +4,26 @@
 
 # %% ../nbs/00_readers.ipynb #b188b225
 from __future__ import annotations
-import re
+import re, warnings
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
 import tifffile
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'ALL_CHANNELS', 'LAYOUTS', 'DataError', 'few_names', 'as_channel', 'n_input_channels', 'slice_array',
-           'read_slice', 'read_slice_2d', 'to_uint8', 'read_slice_u8', 'read_mask', 'image_files_by_stem',
-           'slice_order_key', 'folder_pairs', 'figshare_pairs', 'lgg_pairs', 'detect_layout', 'read_pairs',
-           'describe_pairs', 'verify_pairs']
+__all__ = ['IMAGE_EXTS', 'ALL_CHANNELS', 'LAYOUTS', 'quiet_fastai_import', 'DataError', 'few_names', 'as_channel',
+           'n_input_channels', 'slice_array', 'read_slice', 'read_slice_2d', 'to_uint8', 'read_slice_u8', 'read_mask',
+           'image_files_by_stem', 'slice_order_key', 'folder_pairs', 'figshare_pairs', 'lgg_pairs', 'detect_layout',
+           'read_pairs', 'describe_pairs', 'verify_pairs']
+
+# %% ../nbs/00_readers.ipynb #98af9e90
+@contextmanager
+def quiet_fastai_import():
+    "Silence one warning while fastai's modules load: torch 2.14 deprecates `torch.jit.script`, which fastai calls at import. The modules that import fastai do it inside this block; the user's own warnings stay on."
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+        yield
 
 # %% ../nbs/00_readers.ipynb #8558ef46
 class DataError(ValueError):

@@ -134,7 +134,7 @@ def _legacy(path):
                      f"start the run anew with --overwrite")
 
 def load_checkpoint(path, model, opt) -> dict:
-    "Load a checkpoint from `save_checkpoint` (or a legacy `.pth`) into `model` and the fastai optimiser `opt`; returns its metadata."
+    "Load a checkpoint from `save_checkpoint` into `model` and the fastai optimiser `opt` (a legacy `.pth` is refused); returns its metadata, with its `extra` tensors under 'extra'."
     path = Path(path)
     if path.suffix == '.pth': _legacy(path)
     meta, tensors = checkpoint_info(path), read_safetensors(path)
@@ -147,7 +147,7 @@ def load_checkpoint(path, model, opt) -> dict:
         opt.load_state_dict({'state': states, 'hypers': meta['hypers']})
     except (RuntimeError, AssertionError, KeyError, IndexError, ValueError) as e:
         raise ValueError(f"{path}: this checkpoint does not fit the run's model and optimiser ({type(e).__name__}: {str(e)[:300]})") from None
-    return meta
+    return dict(meta, extra={k[6:]: v for k, v in tensors.items() if k.startswith('extra/')})
 
 # %% ../nbs/03b_serialize.ipynb #42b6ec76
 CARD_KEYS = ('arch', 'size', 'n_in', 'threshold')

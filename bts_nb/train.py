@@ -5,10 +5,9 @@
 # %% ../nbs/05_train.ipynb #ba89b788
 from __future__ import annotations
 import json, os, re, signal, sys, time, dataclasses
-import warnings
 from collections import Counter
-with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
-    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+from .readers import quiet_fastai_import
+with quiet_fastai_import():
     from dataclasses import dataclass, asdict
     from pathlib import Path
     import numpy as np, pandas as pd, torch, torch.nn.functional as F, yaml
@@ -30,7 +29,7 @@ with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, whic
                                   EpochLog, KeepBest, EpochCheckpoint, WeightAverage)
     from bts_nb.distributed import is_distributed, is_main_process, init_distributed, barrier, broadcast_object, launch, backend, world_size, single_process
     from contextlib import nullcontext
-    from bts_nb.serialize import path_within, load_weights, atomic_write, checkpoint_info, checkpoint_extra, remove_stale_temps, SaveError, save_card, is_cv_folder, fold_dirs
+    from bts_nb.serialize import path_within, load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError, save_card, is_cv_folder, fold_dirs
 
 # %% auto #0
 __all__ = ['RECOMMENDED_ARCH_KW', 'RUN_FILES', 'CV_FILES', 'TrainConfig', 'train_speed', 'epochs_for_budget', 'predict_rows',
@@ -365,13 +364,11 @@ def _run_callbacks(cfg:TrainConfig, out, learn, resume:bool, verbose:bool) -> tu
     cbs = training_callbacks(out, patience=cfg.patience, precision=cfg.precision, seconds_before=seconds_before)
     if not is_main_process(): cbs = [c for c in cbs if not isinstance(c, (KeepBest, EpochCheckpoint))]   # rank 0 alone writes
     if cfg.boundary_ramp: cbs.append(boundary_ramp(cfg.boundary_ramp, n_epochs=cfg.epochs))   # over the whole run: both phases, and a resumed run's rest
-    if cfg.ema_decay:
-        cbs.append(WeightAverage(cfg.ema_decay))
-        if ckpt: cbs[-1].restore(checkpoint_extra(ckpt))
+    if cfg.ema_decay: cbs.append(WeightAverage(cfg.ema_decay))
     if not sys.stdout.isatty(): _plain_log(learn, cfg.epochs)
     start = 0
     if ckpt:
-        start = resume_from_checkpoint(learn, ckpt)
+        start = resume_from_checkpoint(learn, ckpt, cbs)
         best = float(pd.read_csv(out/'metrics.csv').iloc[:start]['dice'].max())
         for keep in (c for c in cbs if isinstance(c, KeepBest)): keep.best, keep.reset_on_fit = best, False
         if verbose: print(f"resuming {out} after epoch {start} of {cfg.epochs} (best Dice so far {best:.4f})")

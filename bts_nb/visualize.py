@@ -4,9 +4,8 @@
 
 # %% ../nbs/07_visualize.ipynb #7955f98f
 from __future__ import annotations
-import warnings
-with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
-    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+from .readers import quiet_fastai_import
+with quiet_fastai_import():
     from pathlib import Path
     import numpy as np, pandas as pd
     import matplotlib

@@ -5,9 +5,8 @@
 # %% ../nbs/08_widgets.ipynb #61c46698
 from __future__ import annotations
 import io, tempfile
-import warnings
-with warnings.catch_warnings():   # torch 2.14 deprecates torch.jit.script, which fastai calls as its modules load: silenced here only
-    warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
+from .readers import quiet_fastai_import
+with quiet_fastai_import():
     from pathlib import Path
     import numpy as np
     from PIL import Image
