@@ -25,7 +25,7 @@ FOLD_FILES = ('config.yaml', 'eval.json', 'leak_check.json', 'metrics.csv', 'mod
 
 def finished_folds(run:Path) -> list:
     "The folds of `run` whose training finished, by bts_train's own rule."
-    from bts_nb.train import fold_finished
+    from bts_nb.cv import fold_finished
     return [i for i in range(json.loads((run/'cv.json').read_text())['folds']) if fold_finished(run/f'fold_{i}')]
 
 
@@ -69,7 +69,7 @@ def report(dest:Path):
         print(f"{len(have)} of {n} folds recorded; train the others with the cross-validation's own command and "
               f"--fold {','.join(str(i) for i in range(n) if i not in have)}, then record them")
         return
-    from bts_nb.train import cv_summary
+    from bts_nb.cv import cv_summary
     s = cv_summary(dest)
     m, o = s['over_folds'], s['out_of_fold']
     print(f"{n}-fold CV, {s['n_images']} slices in {s['n_groups']} blocks; over folds (mean ± sd): "

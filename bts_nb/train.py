@@ -4,111 +4,33 @@
 
 # %% ../nbs/05_train.ipynb #ba89b788
 from __future__ import annotations
-import json, os, re, signal, sys, time, dataclasses
-from collections import Counter
+import json, signal, sys, time, dataclasses
 from .readers import quiet_fastai_import
 with quiet_fastai_import():
-    from dataclasses import dataclass, asdict
     from pathlib import Path
-    import numpy as np, pandas as pd, torch, torch.nn.functional as F, yaml
+    import numpy as np, pandas as pd, torch, torch.nn.functional as F
     from fastai.torch_core import set_seed
     from fastai.callback.progress import ProgressCallback
-    from fastcore.script import call_parse, store_true
     import bts_nb
-    from bts_nb.readers import read_mask, DataError, few_names, as_channel, n_input_channels
-    from bts_nb.splits import save_split, fold_groups, fold_split
-    from bts_nb.data import seg_dataloaders, image_size, data_sources, split_sources, AUG_LEVELS
-    from bts_nb.models import build_model, ARCHS
+    from bts_nb.readers import read_mask, DataError, few_names, n_input_channels
+    from bts_nb.splits import save_split
+    from bts_nb.data import seg_dataloaders, image_size
+    from bts_nb.models import build_model
     from bts_nb.learner import seg_learner, encoder_splitter
     from bts_nb.leaks import check_split, describe_leaks
-    from bts_nb.encoders import PACKAGED_ENCODERS, PretrainedUnavailable, weights_record
+    from bts_nb.encoders import PACKAGED_ENCODERS, weights_record
     from bts_nb.losses import get_loss
-    from bts_nb.metrics import per_image_metrics, summarize_metrics, summarize_folds
+    from bts_nb.metrics import per_image_metrics, summarize_metrics
     import matplotlib.pyplot as plt
-    from bts_nb.callbacks import (training_callbacks, check_precision, resolve_precision, boundary_ramp, resume_from_checkpoint, fit_one_cycle_from,
+    from bts_nb.callbacks import (training_callbacks, resolve_precision, boundary_ramp, resume_from_checkpoint, fit_one_cycle_from,
                                   EpochLog, KeepBest, EpochCheckpoint, WeightAverage)
-    from bts_nb.distributed import is_distributed, is_main_process, init_distributed, barrier, broadcast_object, launch, backend, world_size, single_process
+    from bts_nb.distributed import is_distributed, is_main_process, init_distributed, barrier, broadcast_object, backend, world_size, single_process
     from contextlib import nullcontext
-    from bts_nb.serialize import path_within, load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError, save_card, is_cv_folder, fold_dirs
+    from bts_nb.serialize import load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError, save_card
+    from bts_nb.runs import TrainConfig, checkpoint_file, check_out_folder, clear_run_folder, check_outside_data
 
 # %% auto #0
-__all__ = ['RECOMMENDED_ARCH_KW', 'RUN_FILES', 'CV_FILES', 'TrainConfig', 'train_speed', 'epochs_for_budget', 'predict_rows',
-           'evaluate_rows', 'checkpoint_file', 'is_run_folder', 'run_state', 'check_out_folder', 'clear_run_folder',
-           'model_card', 'plot_curves', 'train', 'check_cv_folder', 'fold_finished', 'cv_summary', 'cross_validate',
-           'bts_train']
-
-# %% ../nbs/05_train.ipynb #13a71de4
-RECOMMENDED_ARCH_KW = {'smp_unet': dict(encoder='tf_efficientnet_lite0'), 'dynamic_unet': dict(encoder='tf_efficientnet_lite0')}
-
-@dataclass
-class TrainConfig:
-    "Everything that defines a training run."
-    data: str|list|None = None     # dataset folder, several (a list, or joined by commas), or None: the synthetic set
-    layout: str = 'auto'           # 'auto', 'figshare', 'lgg' or 'folders'
-    split: str|None = None         # a saved split.csv to reuse (same held-out images across runs); checked for leaks first
-    allow_leaky_split: bool = False  # train on a `split` that the leak check flags or cannot judge (the model card records it)
-    valid_pct: float = 0.2
-    test_pct: float = 0.0
-    channel: int|str|None = None   # channel of multi-channel files; None: LGG's three sequences ('all'), or its FLAIR (1) beside single-channel data
-    arch: str = 'smp_unet'         # smp's U-Net; 'dynamic_unet' is fastai's (bench/encoders.py times both)
-    arch_kw: dict|None = None      # the architecture's options; None: its recommended start (`RECOMMENDED_ARCH_KW`; {} for the others)
-    pretrained: bool|str|None = None   # None: True when bts_nb ships the encoder's ImageNet weights (EfficientNet-Lite), else False; or a local weights file
-    freeze_epochs: int = 0         # with pretrained weights: first epochs train the decoder only (fastai's fine_tune: 1); 0: every layer from the first step, as MRI needs
-    lr_mult: float = 1.0           # with pretrained weights: the encoder learns at lr / lr_mult (fastai's fine_tune: 10)
-    loss: str = 'bce_dice'
-    boundary_ramp: float = 0.0     # >0: ramp the 'boundary' loss term's weight from 0 to this
-    aug: str = 'light'
-    size: int = 192
-    epochs: int = 10
-    budget_min: float|None = None  # minutes of training to fit: sets `epochs` from a speed probe of this machine
-    bs: int = 8
-    lr: float = 1e-3
-    wd: float = 1e-4
-    patience: int|None = None      # early stopping after this many epochs without a better Dice
-    ema_decay: float = 0.0         # >0: validate, keep and ship an exponential moving average of the weights with this decay per step (e.g. 0.998); 0: off
-    threshold: float = 0.5
-    precision: str = 'auto'        # 'auto': bfloat16 on CPUs that have it, fp16 on CUDA; or 'bf16', 'fp16', 'fp32'
-    seed: int = 42
-    num_workers: int|None = None   # loader processes; None: 0 without a GPU (the cores train), up to 8 with one
-
-    def __post_init__(self):
-        "Resolve the recommended start, so that `config.yaml` always says what ran."
-        if self.arch_kw is None: self.arch_kw = dict(RECOMMENDED_ARCH_KW.get(self.arch, {}))
-        if self.pretrained is None: self.pretrained = self.arch_kw.get('encoder') in PACKAGED_ENCODERS
-        self.channel = as_channel(self.channel)                # '1' from the command line is plane 1
-
-    def loader_workers(self) -> int:
-        "Data-loading worker processes for this machine: `num_workers`, or the automatic choice."
-        if self.num_workers is not None: return self.num_workers
-        return min(8, max(0, (os.cpu_count() or 1) - 2)) if torch.cuda.is_available() else 0
-
-    def check(self):
-        "Raise a clear error for values that cannot work."
-        if self.arch not in ARCHS: raise ValueError(f"arch '{self.arch}': choose one of {', '.join(ARCHS)}")
-        if self.aug not in AUG_LEVELS: raise ValueError(f"aug '{self.aug}': choose one of {', '.join(AUG_LEVELS)}")
-        get_loss(self.loss)
-        if self.boundary_ramp and 'boundary' not in self.loss: raise ValueError("boundary_ramp needs a loss with a 'boundary' term, e.g. 'dice+boundary'")
-        if self.size < 32 or self.size % 32: raise ValueError(f"size {self.size}: use a multiple of 32 (encoders downsample 32×)")
-        if self.epochs < 1 or self.bs < 1: raise ValueError("epochs and bs must be at least 1")
-        if self.budget_min is not None and self.budget_min <= 0: raise ValueError(f"budget_min {self.budget_min}: use a positive number of minutes")
-        if self.num_workers is not None and self.num_workers < 0: raise ValueError(f"num_workers {self.num_workers}: use 0 or more")
-        if not 0 <= self.ema_decay < 1: raise ValueError(f"ema_decay {self.ema_decay}: use 0 (off) or a number below 1, e.g. 0.998")
-        if self.freeze_epochs < 0 or self.lr_mult < 1: raise ValueError(f"freeze_epochs {self.freeze_epochs} / lr_mult {self.lr_mult}: use freeze_epochs >= 0 and lr_mult >= 1")
-        check_precision(self.precision)
-        return self
-
-    @classmethod
-    def from_yaml(cls, path):
-        path = Path(path).expanduser()
-        if not path.is_file(): raise FileNotFoundError(f"{path}: config file does not exist")
-        try: d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(d, dict): raise ValueError(f"{path}: a config is a mapping of TrainConfig keys, not a {type(d).__name__}")
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown: raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
-        return cls(**d)
-
-    def to_yaml(self, path): atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(asdict(self), sort_keys=False)))
+__all__ = ['train_speed', 'epochs_for_budget', 'predict_rows', 'evaluate_rows', 'model_card', 'plot_curves', 'train']
 
 # %% ../nbs/05_train.ipynb #5d8db1ef
 def train_speed(cfg:TrainConfig, steps:int=5, warmup:int=2, frozen:bool=False, channels_last:bool|None=None) -> float:
@@ -181,70 +103,6 @@ def evaluate_rows(learn, rows:pd.DataFrame, threshold:float=0.5) -> pd.DataFrame
     tab.insert(1, 'image', rows['image'].tolist())
     if 'patient' in rows and rows['patient'].notna().any(): tab.insert(2, 'patient', rows['patient'].tolist())   # per-patient volumes
     return tab
-
-# %% ../nbs/05_train.ipynb #f14b19e9
-RUN_FILES = ('config.yaml', 'budget.json', 'leak_check.json', 'split.csv', 'metrics.csv', 'model.safetensors', 'model_card.json', 'eval.json',
-             'per_image_valid.csv', 'per_image_test.csv', 'curves.png', 'checkpoint.safetensors', 'checkpoint.pth')
-
-def checkpoint_file(out) -> Path|None:
-    "The run's checkpoint: `checkpoint.safetensors`, or the `checkpoint.pth` of an earlier bts_nb; None if there is none."
-    for name in ('checkpoint.safetensors', 'checkpoint.pth'):
-        if (Path(out)/name).is_file(): return Path(out)/name
-    return None
-
-def is_run_folder(out) -> bool:
-    "Does `out` hold a bts_train run: a config.yaml that reads as a `TrainConfig`, or a model card written by bts_nb?"
-    out = Path(out)
-    try:
-        d = yaml.safe_load((out/'config.yaml').read_text())
-        if isinstance(d, dict) and d and set(d) <= {f.name for f in dataclasses.fields(TrainConfig)}: return True
-    except (OSError, yaml.YAMLError): pass
-    try: return 'bts_nb_version' in json.loads((out/'model_card.json').read_text())
-    except (OSError, ValueError, TypeError): return False
-
-def _check_outside_data(out, data):
-    "A run folder must not be, contain or lie inside a dataset folder."
-    for src in data_sources(data) or []:
-        if path_within(out, src) or path_within(src, out):
-            raise ValueError(f"{out}: the run folder must not be, contain or lie inside the dataset folder {src}; choose another --out")
-
-def run_state(out) -> str:
-    "In words: is the run in `out` finished, interrupted after some epochs, or stopped before its first epoch ended?"
-    out, ckpt = Path(out), checkpoint_file(out)
-    if ckpt is not None:
-        try: return f"interrupted after epoch {checkpoint_info(ckpt)['epochs_done']}: --resume continues it"
-        except ValueError: return f"interrupted, with an unreadable {ckpt.name}"
-    if (out/'model_card.json').exists(): return "finished"
-    return "stopped before its first epoch ended: nothing to resume"
-
-def check_out_folder(out, resume:bool=False, overwrite:bool=False, data=None) -> str:
-    "What `train` will do with `out`: 'new', 'resume' or 'overwrite'. Raises, and deletes nothing, when `out` must not be used."
-    out = Path(out)
-    _check_outside_data(out, data)
-    if is_cv_folder(out):
-        raise FileExistsError(f"{out}: holds a cross-validation (cv.json); to finish it pass --resume, to replace it --folds with --overwrite, or choose another --out")
-    if out.exists() and not out.is_dir(): raise FileExistsError(f"{out}: exists and is not a folder")
-    if resume:
-        if checkpoint_file(out) is None:
-            raise FileNotFoundError(f"{out}: nothing to resume ({'the run is finished' if (out/'model_card.json').exists() else 'no checkpoint in it'})")
-        return 'resume'
-    if not out.exists() or not any(out.iterdir()): return 'new'
-    if not is_run_folder(out):
-        raise FileExistsError(f"{out}: is not empty and does not hold a bts_train run ({few_names(sorted(p.name for p in out.iterdir()))}); "
-                              "bts_train writes only into a new or empty folder, or over its own runs: choose another --out")
-    if not overwrite: raise FileExistsError(f"{out}: already holds a run ({run_state(out)}); choose another --out, or pass --overwrite to replace it")
-    return 'overwrite'
-
-def clear_run_folder(out) -> list:
-    "Delete the files a run writes (`RUN_FILES`) and stale temporary files from `out`; return the names of other entries, which stay."
-    out = Path(out)
-    for name in RUN_FILES: (out/name).unlink(missing_ok=True)
-    remove_stale_temps(out)
-    return sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-
-class _Terminated(KeyboardInterrupt): "SIGTERM, turned into the same path as Ctrl-C."
-
-def _on_sigterm(signum, frame): raise _Terminated()
 
 # %% ../nbs/05_train.ipynb #d0569e5e
 def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_epoch:int, epochs_trained:int, budget:dict|None=None,
@@ -319,6 +177,10 @@ def _fit(learn, cfg:TrainConfig, start:int, cbs:list, log_path, resume:bool):
                        pct_start=0.3, div=5.0, offset=n_frozen)
 
 # %% ../nbs/05_train.ipynb #16a7ab63
+class _Terminated(KeyboardInterrupt): "SIGTERM, turned into the same path as Ctrl-C."
+
+def _on_sigterm(signum, frame): raise _Terminated()
+
 def _data_and_learner(cfg:TrainConfig, out, resume:bool, verbose:bool) -> tuple:
     "Seeded DataLoaders (a resumed run's own split.csv) and the Learner: everything that fails on bad input, before the folder is touched."
     set_seed(cfg.seed, reproducible=True)
@@ -437,7 +299,7 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
     if resume:                                            # a checkpoint to go on from, before its config.yaml is read
         mode = check_out_folder(out, resume=True)
         cfg = TrainConfig.from_yaml(out/'config.yaml').check()
-        _check_outside_data(out, cfg.data)
+        check_outside_data(out, cfg.data)
     else: mode = check_out_folder(out, resume, overwrite, cfg.check().data)
     dls, learn, leak_check = _data_and_learner(cfg, out, resume, verbose)
     _same_split_everywhere(dls)
@@ -464,238 +326,3 @@ def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose
               f"mean per-image Dice {v['dice_mean']:.4f}, median {v['dice_median']:.4f}, global {v['dice_global']:.4f}, "
               f"HD95 {v['hd95_mean']:.1f} px; {seconds / 60:.1f} min training")
     return summaries
-
-# %% ../nbs/05_train.ipynb #b7a58f79
-CV_FILES = ('cv.json', 'config.yaml', 'folds.csv', 'cv_summary.json', 'per_image_oof.csv')
-
-def check_cv_folder(out, resume:bool=False, overwrite:bool=False, data=None) -> str:
-    "What `cross_validate` will do with `out`: 'new', 'resume' or 'overwrite'. Raises, and deletes nothing, when `out` must not be used."
-    out = Path(out)
-    _check_outside_data(out, data)
-    if resume:
-        if not is_cv_folder(out): raise FileNotFoundError(f"{out}: nothing to resume (no cv.json: not a cross-validation folder)")
-        return 'resume'
-    if is_cv_folder(out):
-        if not overwrite: raise FileExistsError(f"{out}: already holds a cross-validation; choose another --out, pass --resume to finish it, or --overwrite to replace it")
-        return 'overwrite'
-    if out.exists() and not out.is_dir(): raise FileExistsError(f"{out}: exists and is not a folder")
-    if out.is_dir() and _unfinished_cv_start(out): return 'overwrite'   # a start cut short before cv.json: only its own files, begun again
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out}: is not empty and does not hold a cross-validation ({few_names(sorted(p.name for p in out.iterdir()))}); "
-                              "cross-validation writes only into a new or empty folder, or over its own: choose another --out")
-    return 'new'
-
-_START_FILES = re.compile(r'config\.yaml|folds\.csv|\.(config\.yaml|folds\.csv)\.\w+\.tmp')
-_FOLD_SPLIT = re.compile(r'fold_\d+\.csv|\.fold_\d+\.csv\.\w+\.tmp')
-
-def _unfinished_cv_start(out) -> bool:
-    "Does `out` hold only what `_start_cv` writes before `cv.json` (fold splits first, then folds.csv and config.yaml, and their temporary files)?"
-    splits = Path(out)/'splits'
-    if not splits.is_dir() or not any(splits.iterdir()) or not all(_FOLD_SPLIT.fullmatch(p.name) for p in splits.iterdir()): return False
-    return all(p == splits or (p.is_file() and _START_FILES.fullmatch(p.name)) for p in Path(out).iterdir())
-
-def _clear_cv_folder(out):
-    "Delete what `cross_validate` wrote in `out` (its files, fold splits and fold runs); anything else stays."
-    for d in sorted(Path(out).glob('fold_*')):
-        if d.is_dir() and is_run_folder(d):
-            clear_run_folder(d)
-            if not any(d.iterdir()): d.rmdir()
-    for name in CV_FILES: (Path(out)/name).unlink(missing_ok=True)
-    for f in (Path(out)/'splits').glob('*'):
-        if _FOLD_SPLIT.fullmatch(f.name): f.unlink()
-    for f in Path(out).glob('.*.tmp'):
-        if _START_FILES.fullmatch(f.name): f.unlink()
-    if (Path(out)/'splits').is_dir() and not any((Path(out)/'splits').iterdir()): (Path(out)/'splits').rmdir()
-
-# %% ../nbs/05_train.ipynb #9af1ae89
-def _all_pairs(cfg:TrainConfig, verbose:bool) -> pd.DataFrame:
-    "Every verified pair of `cfg.data` (or the phantoms), with its patient or block: the table the folds are cut from."
-    return split_sources(cfg.data, cfg.layout, cfg.channel, valid_pct=0.0, test_pct=0.0, seed=cfg.seed, verbose=verbose)
-
-def _start_cv(cfg:TrainConfig, out, folds:int, mode:str, verbose:bool):
-    "Cut the folds (before the folder is touched), then write cv.json, config.yaml, folds.csv and one split file per fold."
-    if cfg.split: raise ValueError("cross-validation makes its own splits: leave out --split")
-    if cfg.test_pct: raise ValueError(f"test_pct {cfg.test_pct}: in cross-validation each fold is the test set in turn; leave out --test_pct")
-    table = fold_groups(_all_pairs(cfg, verbose), folds, cfg.seed)
-    if mode == 'overwrite': _clear_cv_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for i in range(folds):
-        atomic_write(out/'splits'/f'fold_{i}.csv', lambda tmp: save_split(fold_split(table, i, cfg.valid_pct, cfg.seed), tmp))
-    cols = [c for c in ('image', 'patient', 'number', 'block', 'source', 'group', 'fold') if c in table]
-    atomic_write(out/'folds.csv', lambda tmp: table[cols].to_csv(tmp, index=False))
-    cfg.to_yaml(out/'config.yaml')
-    grouped = 'patient' if table['patient'].notna().all() else 'block' if table['patient'].isna().all() else 'patient, else block'
-    info = dict(folds=folds, seed=cfg.seed, grouped_by=grouped, valid_pct=cfg.valid_pct, n_images=len(table), n_groups=int(table['group'].nunique()))
-    atomic_write(out/'cv.json', lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))   # written last: it marks a complete start
-
-def fold_finished(d) -> bool:
-    "Has the fold run in `d` finished (a model card, and no checkpoint of an unfinished epoch)?"
-    return (Path(d)/'model_card.json').exists() and checkpoint_file(d) is None
-
-def _check_fold(out, i:int):
-    "Refuse a finished fold that is not fold i of this cross-validation: trained with another config, or on other held-out slices."
-    d, cv_cfg = out/f'fold_{i}', dataclasses.asdict(TrainConfig.from_yaml(out/'config.yaml'))
-    fold_cfg = dataclasses.asdict(TrainConfig.from_yaml(d/'config.yaml'))
-    own = {'split'} | ({'epochs', 'budget_min'} if cv_cfg['budget_min'] else set())    # a fold's own split; under a budget, the epochs its probe chose
-    differ = sorted(k for k in cv_cfg if k not in own and fold_cfg.get(k) != cv_cfg[k])
-    if differ: raise ValueError(f"{d}: trained with another config than {out/'config.yaml'} ({', '.join(f'{k}: {fold_cfg.get(k)!r} against {cv_cfg[k]!r}' for k in differ)})")
-    folds = pd.read_csv(out/'folds.csv')
-    want = Counter(Path(p).name for p in folds.loc[folds['fold'] == i, 'image'])
-    got = Counter(Path(p).name for p in pd.read_csv(d/'per_image_test.csv')['image'])
-    if got != want:
-        raise ValueError(f"{d}: its test slices are not fold {i} of {out/'folds.csv'} ({sum((got - want).values())} slices outside the fold, "
-                         f"{sum((want - got).values())} of the fold missing): a fold from another cross-validation cannot join this one")
-
-def _train_fold(cfg:TrainConfig, out, i:int, verbose:bool):
-    "Fold i: skipped when finished, resumed from its checkpoint, else trained from its split file."
-    d = out/f'fold_{i}'
-    if fold_finished(d):
-        if verbose: print(f"fold {i}: finished earlier, kept")
-        return
-    if verbose: print(f"fold {i}: {'resuming' if checkpoint_file(d) else 'training'} ({d})")
-    if checkpoint_file(d): return train(cfg, d, resume=True, verbose=verbose)
-    train(dataclasses.replace(cfg, split=str(out/'splits'/f'fold_{i}.csv')), d, overwrite=is_run_folder(d), verbose=verbose)
-
-def cv_summary(out) -> dict:
-    "Gather the folds of `out`: per_image_oof.csv (each slice from the model that held it out) and cv_summary.json; returns the summary."
-    tables, per_fold, valid = [], [], []
-    for i, d in enumerate(fold_dirs(out)):
-        _check_fold(Path(out), i)
-        tab = pd.read_csv(d/'per_image_test.csv')
-        tables.append(tab.assign(fold=i))
-        ev = json.loads((d/'eval.json').read_text())
-        per_fold.append(ev['test']); valid.append(ev.get('valid'))
-    oof = pd.concat(tables, ignore_index=True)
-    atomic_write(Path(out)/'per_image_oof.csv', lambda tmp: oof.to_csv(tmp, index=False))
-    info = json.loads((Path(out)/'cv.json').read_text())
-    summary = dict(**info, split=f"patient-wise {info['folds']}-fold cross-validation: each fold's slices scored by the model that held it out",
-                   over_folds=summarize_folds(per_fold), out_of_fold=summarize_metrics(oof), per_fold=per_fold, valid_per_fold=valid)
-    atomic_write(Path(out)/'cv_summary.json', lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
-    return summary
-
-def _which_folds(only, folds:int) -> list:
-    "The folds to train: all of them, or those of `only` (each checked to be one of the `folds`)."
-    if only is None: return list(range(folds))
-    bad = [i for i in only if not 0 <= int(i) < folds]
-    if bad: raise ValueError(f"--fold {', '.join(map(str, bad))}: this cross-validation has folds 0 to {folds - 1}")
-    return sorted({int(i) for i in only})
-
-def cross_validate(cfg:TrainConfig, out, folds:int=5, resume:bool=False, overwrite:bool=False, verbose:bool=True, only:list|None=None) -> dict:
-    "Train `folds` models on patient-disjoint folds into `out` (see the table above), or only the folds in `only`; returns the CV summary once every fold is finished."
-    out = Path(out).expanduser().resolve()
-    init_distributed()
-    main = is_main_process()
-    verbose = verbose and main
-    if only is not None and not overwrite and is_cv_folder(out): resume = True     # more folds of a cross-validation begun earlier
-    mode = check_cv_folder(out, resume, overwrite, None if resume else cfg.data)
-    barrier()                                             # in a distributed run, the first process alone writes
-    if resume: cfg, folds = TrainConfig.from_yaml(out/'config.yaml'), json.loads((out/'cv.json').read_text())['folds']
-    cfg.check()
-    todo = _which_folds(only, folds)                      # a fold that does not exist is refused before the folder is touched
-    if not resume and main: _start_cv(cfg, out, folds, mode, verbose)
-    barrier()
-    for i in todo:
-        try: _train_fold(cfg, out, i, verbose)
-        except KeyboardInterrupt as e:
-            done = ', '.join(f'fold_{j}' for j in range(folds) if fold_finished(out/f'fold_{j}')) or 'none'
-            raise KeyboardInterrupt(f"{e}\ncross-validation: finished {done}; stopped in fold_{i}; continue all folds with: bts_train --out {out} --resume") from None
-    if not main: return {}
-    finished = [i for i in range(folds) if fold_finished(out/f'fold_{i}')]
-    if len(finished) < folds:
-        left = [i for i in range(folds) if i not in finished]
-        if verbose: print(f"cross-validation {out}: fold(s) {', '.join(map(str, finished)) or 'none'} finished, {', '.join(map(str, left))} not yet. "
-                          f"Train them with --fold (here, or on other machines with the same command, copying their fold_<i>/ folders in), "
-                          f"then `bts_train --out {out} --resume` writes the summary")
-        return dict(folds=folds, finished=finished, remaining=left)
-    summary = cv_summary(out)
-    if verbose:
-        m, o = summary['over_folds'], summary['out_of_fold']
-        print(f"{folds}-fold cross-validation ({summary['n_groups']} {summary['grouped_by']} groups, {summary['n_images']} slices), held-out folds: "
-              f"mean per-image Dice {m['dice_mean']['mean']:.4f} ± {m['dice_mean']['sd']:.4f}, global {m['dice_global']['mean']:.4f} ± {m['dice_global']['sd']:.4f}, "
-              f"HD95 {m['hd95_mean']['mean']:.1f} ± {m['hd95_mean']['sd']:.1f} px"
-              + (f"; per-patient volumetric Dice, out of fold: mean {o['dice_patient_mean']:.4f}, median {o['dice_patient_median']:.4f} over {o['n_patients']} patients"
-                 if 'n_patients' in o else ''))
-    return summary
-
-# %% ../nbs/05_train.ipynb #4b87fe24
-def _without_option(args:list, name:str) -> list:
-    "`args` less the option `name` and its value (`--name v` or `--name=v`)."
-    out, skip = [], False
-    for a in args:
-        if skip: skip = False; continue
-        if a == name: skip = True; continue
-        if not a.startswith(name + '='): out.append(a)
-    return out
-
-def _fold_list(v) -> list|None:
-    "The fold numbers of `--fold` ('0', '2,3'), or None."
-    if v is None: return None
-    try: return [int(s) for s in str(v).split(',') if s.strip()]
-    except ValueError: raise ValueError(f"--fold {v}: give fold numbers, e.g. 0 or 2,3") from None
-
-def _parse_pretrained(v):
-    if v is None: return None
-    return {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}.get(str(v).lower(), v)
-
-@call_parse
-def bts_train(
-    out:str=None,                   # run folder to create (or to --resume); required
-    data:str=None,                  # dataset folder (Figshare/Kaggle, LGG kaggle_3m or images/masks folders), several joined by commas; none: synthetic phantoms
-    config:str=None,                # YAML file of TrainConfig keys; command-line options override it
-    layout:str=None,                # auto, figshare, lgg or folders
-    split:str=None,                 # a saved split.csv to reuse (checked for leaks first)
-    allow_leaky_split:store_true=False,  # train on a --split that the leak check flags or cannot judge (the model card records it)
-    valid_pct:float=None, test_pct:float=None,
-    channel:str=None,               # channel of multi-channel images: all (LGG's default: its three sequences) or a plane number (1: FLAIR)
-    arch:str=None,                  # one of bts_nb.models.ARCHS
-    pretrained:str=None,            # true, false or a local weights file; default: true when bts_nb ships the encoder's ImageNet weights (tf_efficientnet_lite0/1/2)
-    encoder:str=None,               # the U-Net's encoder (default for smp_unet and dynamic_unet: tf_efficientnet_lite0), e.g. resnet18
-    freeze_epochs:int=None,         # pretrained: epochs that train the decoder only, before the encoder is unfrozen (default 0: MRI needs the encoder to learn from the start; 1: fastai's fine_tune)
-    lr_mult:float=None,             # pretrained: the encoder learns at lr / lr_mult (default 1; fastai's fine_tune: 10)
-    loss:str=None,                  # e.g. bce_dice, dice+boundary, focal_tversky
-    boundary_ramp:float=None,       # ramp the boundary term's weight from 0 to this
-    aug:str=None,                   # none, light or heavy
-    size:int=None, epochs:int=None, bs:int=None, lr:float=None, wd:float=None,
-    budget_min:float=None,          # minutes of training to fit on this machine: sets the epochs from a speed probe (instead of --epochs)
-    patience:int=None,              # early stopping patience (epochs)
-    ema_decay:float=None,           # validate, keep and ship an exponential moving average of the weights (e.g. 0.998; default 0: off)
-    threshold:float=None, seed:int=None,
-    precision:str=None,             # auto (bfloat16 on CPUs with bf16 instructions, fp16 on CUDA), bf16, fp16 or fp32
-    num_workers:int=None,           # data-loading processes (default: 0 on a CPU, up to 8 with a GPU)
-    folds:int=None,                 # k >= 2: patient-wise k-fold cross-validation, one run per fold in --out/fold_<i> and a summary
-    fold:str=None,                  # train only these folds of the cross-validation (e.g. 0 or 2,3), as nnU-Net trains one fold per command; the summary comes once all are finished
-    resume:store_true=False,        # continue the interrupted run (or cross-validation) in --out
-    overwrite:store_true=False,     # replace a finished run in --out
-    nproc:int=None,                 # train in this many processes on this machine (torchrun --standalone; gloo on CPU, NCCL on GPUs); --bs is per process
-):
-    "Train a brain-tumour segmenter and write an experiment folder."
-    options = dict(locals())
-    if out is None: print("bts_train: --out is required (the run folder to create)", file=sys.stderr); sys.exit(2)
-    if nproc is not None and nproc < 1: print(f"bts_train: --nproc {nproc}: use 1 or more processes", file=sys.stderr); sys.exit(2)
-    if nproc and nproc > 1 and not is_distributed(): sys.exit(launch(nproc, [sys.argv[0], *_without_option(sys.argv[1:], '--nproc')]))
-    try:
-        if epochs is not None and budget_min is not None: raise ValueError("--epochs and --budget_min both given: choose one (the budget sets the epochs)")
-        given = {f.name: options[f.name] for f in dataclasses.fields(TrainConfig) if f.name in options}   # the signature is the one list
-        given['pretrained'] = _parse_pretrained(pretrained)
-        given['allow_leaky_split'] = allow_leaky_split or None   # a flag left off keeps the config file's value
-        given = {k: v for k, v in given.items() if v is not None}
-        # without --config, an --arch starts from its own recommended encoder and weights; a config file's values stay as written
-        cfg = dataclasses.replace(TrainConfig.from_yaml(config), **given) if config else TrainConfig(**given)   # `~` expanded there
-        if encoder is not None:                                  # without --pretrained: pretrained when bts_nb ships this encoder's weights
-            cfg = dataclasses.replace(cfg, arch_kw={**cfg.arch_kw, 'encoder': encoder}, pretrained=given.get('pretrained'))
-        only = _fold_list(fold)
-        more_folds = only is not None and not overwrite and is_cv_folder(out)       # more folds of a cross-validation begun earlier
-        if (resume or more_folds) and (encoder is not None or any(v is not None for v in given.values())):
-            print(f"{'--resume' if resume else '--fold'} continues the saved config.yaml; other options are ignored")
-        if folds is not None or only is not None or (resume and is_cv_folder(out)):
-            if (resume or more_folds) and folds is not None: print(f"{'--resume' if resume else '--fold'} continues the saved cross-validation; --folds is ignored")
-            if only is not None and folds is None and not is_cv_folder(out):
-                raise ValueError(f"--fold {fold}: {out} holds no cross-validation; start one with --folds k")
-            cross_validate(cfg, out, folds or 5, resume=resume, overwrite=overwrite, only=only)
-        else: train(cfg, out, resume=resume, overwrite=overwrite)
-    except KeyboardInterrupt as e:
-        print(f"\n{e}" if str(e) else "\ninterrupted", file=sys.stderr); sys.exit(130)
-    except SaveError as e:
-        print(f"bts_train: {e.msg}", file=sys.stderr); sys.exit(1)
-    except (DataError, FileExistsError, FileNotFoundError, ValueError, PretrainedUnavailable) as e:
-        print(f"bts_train: {e}", file=sys.stderr); sys.exit(2)

@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import pytest
 
-import bts_nb.train as bts_train_module
+import bts_nb.cv as cv_module
 from bts_nb.phantoms import make_synthetic
-from bts_nb.train import TrainConfig, cross_validate
+from bts_nb.runs import TrainConfig
+from bts_nb.cv import cross_validate
 from conftest import LGG, needs_lgg, cli
 
 ONE_EPOCH = ('--arch', 'smp_unet', '--encoder', 'resnet18', '--pretrained', 'false', '--size', '64', '--epochs', '1')
@@ -93,17 +94,17 @@ def test_fold_option_continues_the_saved_cross_validation(cv_run):
 def test_interrupted_cv_resumes_without_redoing_finished_folds(tmp_path, monkeypatch):
     data = make_synthetic(tmp_path/'syn', n_patients=6, n_slices=8, size=64)
     cfg = TrainConfig(data=str(data), arch='smp_unet', arch_kw={}, pretrained=False, size=64, epochs=1)
-    real_train, calls = bts_train_module.train, []
+    real_train, calls = cv_module.train, []
     def stop_in_fold_1(cfg, out, **kw):
         calls.append(Path(out).name)
         if Path(out).name == 'fold_1': raise KeyboardInterrupt("interrupted before the first epoch ended")
         return real_train(cfg, out, **kw)
-    monkeypatch.setattr(bts_train_module, 'train', stop_in_fold_1)
+    monkeypatch.setattr(cv_module, 'train', stop_in_fold_1)
     with pytest.raises(KeyboardInterrupt, match='finished fold_0; stopped in fold_1'):
         cross_validate(cfg, tmp_path/'cv', folds=3, verbose=False)
     first = (tmp_path/'cv'/'fold_0'/'model.safetensors').stat().st_mtime_ns
     assert not (tmp_path/'cv'/'cv_summary.json').exists()
-    monkeypatch.setattr(bts_train_module, 'train', real_train)
+    monkeypatch.setattr(cv_module, 'train', real_train)
     res = cli('bts_train', '--out', tmp_path/'cv', '--resume')
     assert res.returncode == 0, res.stderr
     assert 'fold 0: finished earlier, kept' in res.stdout

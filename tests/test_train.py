@@ -60,11 +60,11 @@ def test_second_run_into_same_folder_refused(tiny_data, tmp_path):
 
 def test_arch_and_encoder_start_from_their_own_defaults(tmp_path, monkeypatch):
     "--arch without --encoder starts from that architecture's recommended start; --encoder without --pretrained is pretrained only with packaged weights."
-    import bts_nb.train as t
+    import bts_nb.cv as cv
     seen = []
-    monkeypatch.setattr(t, 'train', lambda cfg, out, **kw: seen.append(cfg))
+    monkeypatch.setattr(cv, 'train', lambda cfg, out, **kw: seen.append(cfg))
     for args in (['--arch', 'unet'], ['--encoder', 'resnet18'], ['--arch', 'dynamic_unet'], ['--encoder', 'resnet18', '--pretrained', 'false']):
-        t.bts_train.__wrapped__(out=str(tmp_path/'x'), **{a.lstrip('-'): v for a, v in zip(args[::2], args[1::2])})
+        cv.bts_train(['--out', tmp_path/'x', *args])
     assert [(c.arch, c.arch_kw, c.pretrained) for c in seen] == [
         ('unet', {}, False), ('smp_unet', {'encoder': 'resnet18'}, False),
         ('dynamic_unet', {'encoder': 'tf_efficientnet_lite0'}, True), ('smp_unet', {'encoder': 'resnet18'}, False)]
