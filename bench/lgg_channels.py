@@ -30,9 +30,11 @@ def record(run:Path, dest:Path):
     oof = pd.read_csv(run/'per_image_oof.csv')
     pats = patient_dice(oof).merge(oof.groupby('patient').fold.first().reset_index(), on='patient')
     pats.sort_values('dice').to_csv(dest/'per_patient_oof.csv', index=False, float_format='%.4f')
+    from figshare_cv import machine
     for fold in sorted(run.glob('fold_*')):
         (dest/fold.name).mkdir(exist_ok=True)
         for f in FOLD_FILES: shutil.copy2(fold/f, dest/fold.name/f)
+        (dest/fold.name/'machine.json').write_text(json.dumps(machine(), indent=2) + '\n')   # the CPU beside the fold's minutes
     print(f"recorded {run} in {dest}")
 
 
