@@ -90,7 +90,7 @@ def test_classes_are_shown_as_classes(site):
     import re
     text = lambda page: re.sub(r'<[^>]+>', '', (site/page).read_text()).replace('\n', ' ')
     assert 'class DataError(' in text('readers.html') and 'def DataError(' not in text('readers.html')
-    assert 'class TrainConfig(' in text('train.html') and 'def train_speed(' in text('train.html')
+    assert 'class TrainConfig(' in text('runs.html') and 'def train_speed(' in text('train.html')
 
 def test_source_links_point_at_the_notebooks(site):
     "The notebooks are the source: an entry's [source] link opens the notebook it is exported from, on the repository of settings.ini."
