@@ -208,17 +208,17 @@ def _run_options(
     nproc:int=None,                 # train in this many processes on this machine (torchrun --standalone; gloo on CPU, NCCL on GPUs); --bs is per process
 ): "bts_train's own options: where the run goes and how it runs. The others are `TrainConfig`'s fields."
 
-def _cli_type(anno:str):
-    "The command-line type of a field annotated `anno` (a string under `from __future__ import annotations`): its number type where it takes no text, else str."
-    kinds = {k.strip() for k in anno.split('|')}
+def _cli_type(anno):
+    "The command-line type of an option annotated `anno` (a type, or its text under `from __future__ import annotations`): its number type where it takes no text, else str."
+    kinds = {k.strip() for k in getattr(anno, '__name__', str(anno)).split('|')}
     return str if 'str' in kinds else int if 'int' in kinds else float if 'float' in kinds else str
 
 def train_parser() -> argparse.ArgumentParser:
     "bts_train's options: its own (`_run_options`), then every `TrainConfig` field but `arch_kw` (`--encoder` and `--config` set it), each with the field's comment as its help. An option left out is None: `--config`'s value, else the field's default."
     p = argparse.ArgumentParser(prog='bts_train', description="Train a brain-tumour segmenter and write an experiment folder (with --folds: one per fold).")
     for name, d in docments(_run_options, full=True, returns=False, eval_str=False).items():
-        flag = d.anno in ('store_true', store_true)
-        p.add_argument(f'--{name}', help=d.docment, **(dict(action='store_true') if flag else dict(type=_cli_type(str(d.anno)), default=None)))
+        flag = getattr(d.anno, '__name__', d.anno) == 'store_true'
+        p.add_argument(f'--{name}', help=d.docment, **(dict(action='store_true') if flag else dict(type=_cli_type(d.anno), default=None)))
     docs = docments(TrainConfig, full=True, eval_str=False)
     for f in dataclasses.fields(TrainConfig):
         if f.name == 'arch_kw': continue

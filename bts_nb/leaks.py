@@ -29,15 +29,16 @@ def slice_structure(df:pd.DataFrame) -> tuple:
     df['number'] = [int(x['k']) if x else np.nan for x in m]
     given = df['patient'] if 'patient' in df else pd.Series(np.nan, index=df.index)
     src = df['source'].astype(str) if 'source' in df else pd.Series(['' if g else str(p.parent) for g, p in zip(given.notna(), img)], index=df.index)  # folders separate patients only where no id does
-    case = pd.Series([x['prefix'].rstrip('_-. ') == p.parent.name if x else False for x, p in zip(m, img)], index=df.index)
     prefix = pd.Series([x['prefix'] if x else None for x in m], index=df.index)
+    by_id = given.notna()
+    by_case = ~by_id & pd.Series([x is not None and x['prefix'].rstrip('_-. ') == p.parent.name for x, p in zip(m, img)], index=df.index)
     several = prefix.groupby(src).transform('nunique') > 1                       # a_1, b_1 in one folder: a and b are patients
-    how = {"the table's patient column": given.notna(), 'case folders (<case>/<case>_<k>)': given.isna() & case,
-           'file-name prefixes (<patient><k>)': given.isna() & ~case & several & prefix.notna(),
-           'numbers in the file names': given.isna() & ~case & ~several & prefix.notna()}
+    by_prefix = ~by_id & ~by_case & several & prefix.notna()
+    by_number = ~by_id & ~by_case & ~several & prefix.notna()
+    how = {"the table's patient column": by_id, 'case folders (<case>/<case>_<k>)': by_case,
+           'file-name prefixes (<patient><k>)': by_prefix, 'numbers in the file names': by_number}
     df['source'] = src
-    df['patient'] = pd.Series(np.select([how["the table's patient column"], how['case folders (<case>/<case>_<k>)'], how['file-name prefixes (<patient><k>)']],
-                                        [given.astype(str), [p.parent.name for p in img], prefix], None), index=df.index, dtype=object)
+    df['patient'] = pd.Series(np.select([by_id, by_case, by_prefix], [given.astype(str), [p.parent.name for p in img], prefix], None), index=df.index, dtype=object)
     key = df.assign(_p=df['patient'].fillna(''), _n=df['number'].fillna(-1), _s=[p.stem for p in img])
     df = df.loc[key.sort_values(['source', '_p', '_n', '_s', 'image']).index].reset_index(drop=True)
     df['order'] = np.arange(len(df))
@@ -115,8 +116,7 @@ BLIND = ("the calibration is blind: {sens} of direct neighbours (adjacent slices
 def check_split(df:pd.DataFrame, threshold:float|None=None, max_share:float=0.05, far:int|None=None, q:float=0.99,
                 size:int=32, channel:int|str|None=None, min_sensitivity:float=0.1) -> tuple:
     "Held-out slices whose best match in training is closer than slices of different patients come (pairs table, best first), a summary with its `verdict` ('leaks', 'no leak' or 'no verdict'), and the calibration."
-    _checks(df)                                                                   # no split or fold column: say so before reading files
-    df, how = slice_structure(df.reset_index(drop=True))
+    df, how = slice_structure(df.reset_index(drop=True))                          # paths only: no file is read yet
     checks, far = _checks(df), _far(df, far)
     summary = dict(structure=how, threshold=None, q=q, far=far, sensitivity=None, min_sensitivity=min_sensitivity, max_share=max_share, sides={})
     pairs = pd.DataFrame(columns=['side', 'image', 'train_image', 'r', 'leak', 'same_patient'])

@@ -125,7 +125,11 @@ def checkpoint_info(path) -> dict:
 def checkpoint_extra(path) -> dict:
     "The `extra` tensors of a checkpoint, by the names `save_checkpoint` was given."
     checkpoint_info(path)                                # refuses a pickle or another format first
-    return {k[6:]: v for k, v in read_safetensors(path).items() if k.startswith('extra/')}
+    return _extra(read_safetensors(path))
+
+def _extra(tensors:dict) -> dict:
+    "The tensors `save_checkpoint` stored under `extra/`, by their own names."
+    return {k[6:]: v for k, v in tensors.items() if k.startswith('extra/')}
 
 def _legacy(path):
     "A `checkpoint.pth` of an earlier bts_nb is a pickle: refused unread."
@@ -147,7 +151,7 @@ def load_checkpoint(path, model, opt) -> dict:
         opt.load_state_dict({'state': states, 'hypers': meta['hypers']})
     except (RuntimeError, AssertionError, KeyError, IndexError, ValueError) as e:
         raise ValueError(f"{path}: this checkpoint does not fit the run's model and optimiser ({type(e).__name__}: {str(e)[:300]})") from None
-    return dict(meta, extra={k[6:]: v for k, v in tensors.items() if k.startswith('extra/')})
+    return dict(meta, extra=_extra(tensors))
 
 # %% ../nbs/03b_serialize.ipynb #42b6ec76
 CARD_KEYS = ('arch', 'size', 'n_in', 'threshold')
