@@ -14,7 +14,7 @@ import argparse, json, time
 from pathlib import Path
 import pandas as pd
 
-VARIANTS = {'none': {}, 'flip': dict(tta=True), 'full': dict(tta='full'), 'flip+largest': dict(tta=True, keep_largest=True)}
+VARIANTS = {'none': {}, 'flip': dict(tta='flip'), 'full': dict(tta='full'), 'flip+largest': dict(tta='flip', keep_largest=True)}
 
 
 def fold_tables(run:Path, variant:dict) -> pd.DataFrame:

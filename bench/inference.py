@@ -17,7 +17,7 @@ def one_size(model, size, n, bs, tta, data):
     from bts_nb.inference import Segmenter
     from bts_nb.readers import read_slice_u8, read_pairs
     from bts_nb.phantoms import phantom_patient
-    seg = Segmenter(model, device='cpu', tta={'none': False, 'flip': True, 'full': 'full'}[tta])
+    seg = Segmenter(model, device='cpu', tta=tta)
     if data: srcs = [read_slice_u8(p) for p in read_pairs(data, verbose=False).image[:n]]
     else: srcs = [im for s in range(n // 8 + 1) for im in phantom_patient(s, 8, 256)[0]][:n]
     imgs = [np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR)) for im in srcs]

@@ -112,7 +112,7 @@ def train_candidate(name, cfg, runs):
     return out, peak
 
 
-POSTS = {'none': {}, 'tta': dict(tta=True), 'tta+largest': dict(tta=True, keep_largest=True)}
+POSTS = {'none': {}, 'tta': dict(tta='flip'), 'tta+largest': dict(tta='flip', keep_largest=True)}
 
 def score(run, rss_mb, name=None, posts=tuple(POSTS)):
     "Rows for a finished run folder, one per post-processing in `posts` (plain threshold, flip TTA, TTA + largest component); validation and test."

@@ -8,6 +8,7 @@ import atexit, os, shutil, sys, tempfile, time
 from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image
+from fastcore.basics import patch
 from fastcore.script import call_parse, store_true
 from .readers import DataError, read_mask
 from .phantoms import synthetic_root
@@ -41,13 +42,13 @@ def uncertainty_overlay(img_u8:np.ndarray, unc:np.ndarray, mask=None, vmax:float
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
+# %% ../nbs/10_app.ipynb #d66eb261
 class SliceApp:
     "The web app's logic: an uploaded file -> overlay, uncertainty overlay, mask file, a message and a note on the uncertainty."
     def __init__(self, model_dir, max_mb:float=10.0, out_dir:str|None=None, keep_results:int=64):
         self.model_dir, self.max_mb, self.keep_results = Path(model_dir), max_mb, keep_results
-        self.segs = {False: Segmenter(model_dir, device='cpu'), True: Segmenter(model_dir, device='cpu', tta=True)}
-        self.card = self.segs[False].card
-        self.n_models = len(self.segs[False].models)
+        self.seg = Segmenter(model_dir, device='cpu')            # TTA is chosen per request
+        self.card, self.n_models = self.seg.card, len(self.seg.models)
         if out_dir is None:
             out_dir = tempfile.mkdtemp(prefix='bts_app_')
             atexit.register(shutil.rmtree, out_dir, ignore_errors=True)   # ours: removed when the app exits
@@ -60,55 +61,63 @@ class SliceApp:
         for o in old: shutil.rmtree(o, ignore_errors=True)
         return d
 
-    def check(self, path) -> np.ndarray:
-        "The upload at `path` as an 8-bit slice, or a `DataError` that says what is wrong with it."
-        if path is None: raise DataError("no file: upload an MRI slice (png, jpg or tif)")
-        p = Path(path); name = p.name
-        if p.suffix.lower() not in ALLOWED_SUFFIXES:
-            raise DataError(f"{name}: '{p.suffix or 'no extension'}' is not accepted; upload a png, jpg or tif slice")
-        mb = p.stat().st_size / 2**20
-        if mb > self.max_mb: raise DataError(f"{name}: {mb:.1f} MB is over the {self.max_mb:g} MB limit")
-        try:
-            with Image.open(p) as im: w, h = im.size
-        except Exception: raise DataError(f"{name}: not a readable image (the content is not png, jpg or tif)")
-        if w * h > MAX_PIXELS: raise DataError(f"{name}: {w}×{h} pixels is over the 4096×4096 limit")
-        try: return read_input(p, self.card.get('channel'))      # the card's channel of a multi-channel file
-        except DataError as e: raise DataError(f"{name}: {str(e).split(': ', 1)[-1]}") from None
-
-    def uncertainty_note(self, tta:bool) -> str:
-        "One line on what the uncertainty panel shows, or why it is empty."
-        views = (['2 flipped views'] if tta else []) + ([f'{self.n_models} fold models'] if self.n_models > 1 else [])
-        if not views: return ("*No uncertainty map: it is the spread of several predictions of the slice. "
-                              "Turn test-time augmentation on to get one.*")
-        return (f"*Uncertainty: how much the {' × '.join(views)} disagree on P(tumour), pixel by pixel. "
-                f"Bright = they disagree (read the outline there with care); clear = they agree.*")
-
-    def run(self, path, threshold:float|None=None, tta:bool=True):
-        "Segment the upload: (overlay RGB, uncertainty RGB or None, mask PNG path, message, uncertainty note). Bad input: Nones, the message and ''."
-        try: img = self.check(path)
-        except DataError as e: return None, None, None, f"**Refused.** {e}", ''
-        seg, t0 = self.segs[bool(tta)], time.perf_counter()
-        thr = self.card['threshold'] if threshold is None else float(threshold)
-        (prob,), (unc,) = seg.probs([img])
-        mask = (prob > thr).astype(np.uint8)
-        seconds = time.perf_counter() - t0
-        d = self._result_dir()
-        mask_path = d/f"{Path(path).stem}_mask.png"
-        Image.fromarray(mask * 255).save(mask_path)
-        area, (h, w) = int(mask.sum()), img.shape[:2]
-        msg = (f"**{Path(path).name}** · **Tumour area: {area} px** ({100 * area / mask.size:.2f} % of the {w}×{h} slice) "
-               f"at threshold {thr:.2f}" + (", mean of 2 flipped views" if tta else "") + "."
-               + (" No tumour found at this threshold." if area == 0 else "")
-               + f"\n\nModel input {self.card['size']}×{self.card['size']} px (the slice is resized to it and the result back); "
-               f"segmented in {seconds:.2f} s on the CPU.")
-        return overlay(img, mask), (uncertainty_overlay(img, unc, mask) if unc is not None else None), str(mask_path), msg, self.uncertainty_note(tta)
-
-    def on_upload(self, path, threshold:float|None=None, tta:bool=True):
-        "A new upload is segmented at once; a cleared upload clears every result, so nothing stale stays on screen."
-        if path is None: return None, None, None, START_MESSAGE, ''
-        return self.run(path, threshold, tta)
-
 START_MESSAGE = 'Upload a slice: it is segmented at once. Change the threshold or TTA and press **Segment** to run it again.'
+
+# %% ../nbs/10_app.ipynb #1f9bc270
+@patch
+def check(self:SliceApp, path) -> np.ndarray:
+    "The upload at `path` as an 8-bit slice, or a `DataError` that says what is wrong with it."
+    if path is None: raise DataError("no file: upload an MRI slice (png, jpg or tif)")
+    p = Path(path); name = p.name
+    if p.suffix.lower() not in ALLOWED_SUFFIXES:
+        raise DataError(f"{name}: '{p.suffix or 'no extension'}' is not accepted; upload a png, jpg or tif slice")
+    mb = p.stat().st_size / 2**20
+    if mb > self.max_mb: raise DataError(f"{name}: {mb:.1f} MB is over the {self.max_mb:g} MB limit")
+    try:
+        with Image.open(p) as im: w, h = im.size
+    except Exception: raise DataError(f"{name}: not a readable image (the content is not png, jpg or tif)")
+    if w * h > MAX_PIXELS: raise DataError(f"{name}: {w}×{h} pixels is over the 4096×4096 limit")
+    try: return read_input(p, self.card.get('channel'))      # the card's channel of a multi-channel file
+    except DataError as e: raise DataError(f"{name}: {str(e).split(': ', 1)[-1]}") from None
+
+# %% ../nbs/10_app.ipynb #c406482f
+@patch
+def uncertainty_note(self:SliceApp, tta:bool) -> str:
+    "One line on what the uncertainty panel shows, or why it is empty."
+    views = (['2 flipped views'] if tta else []) + ([f'{self.n_models} fold models'] if self.n_models > 1 else [])
+    if not views: return ("*No uncertainty map: it is the spread of several predictions of the slice. "
+                          "Turn test-time augmentation on to get one.*")
+    return (f"*Uncertainty: how much the {' × '.join(views)} disagree on P(tumour), pixel by pixel. "
+            f"Bright = they disagree (read the outline there with care); clear = they agree.*")
+
+# %% ../nbs/10_app.ipynb #4f5adeeb
+@patch
+def run(self:SliceApp, path, threshold:float|None=None, tta:bool=True):
+    "Segment the upload: (overlay RGB, uncertainty RGB or None, mask PNG path, message, uncertainty note). Bad input: Nones, the message and ''."
+    try: img = self.check(path)
+    except DataError as e: return None, None, None, f"**Refused.** {e}", ''
+    t0 = time.perf_counter()
+    thr = self.card['threshold'] if threshold is None else float(threshold)
+    (prob,), (unc,) = self.seg.probs([img], 'flip' if tta else 'none')
+    mask = (prob > thr).astype(np.uint8)
+    seconds = time.perf_counter() - t0
+    d = self._result_dir()
+    mask_path = d/f"{Path(path).stem}_mask.png"
+    Image.fromarray(mask * 255).save(mask_path)
+    area, (h, w) = int(mask.sum()), img.shape[:2]
+    msg = (f"**{Path(path).name}** · **Tumour area: {area} px** ({100 * area / mask.size:.2f} % of the {w}×{h} slice) "
+           f"at threshold {thr:.2f}" + (", mean of 2 flipped views" if tta else "") + "."
+           + (" No tumour found at this threshold." if area == 0 else "")
+           + f"\n\nModel input {self.card['size']}×{self.card['size']} px (the slice is resized to it and the result back); "
+           f"segmented in {seconds:.2f} s on the CPU.")
+    return overlay(img, mask), (uncertainty_overlay(img, unc, mask) if unc is not None else None), str(mask_path), msg, self.uncertainty_note(tta)
+
+# %% ../nbs/10_app.ipynb #cab1e0d2
+@patch
+def on_upload(self:SliceApp, path, threshold:float|None=None, tta:bool=True):
+    "A new upload is segmented at once; a cleared upload clears every result, so nothing stale stays on screen."
+    if path is None: return None, None, None, START_MESSAGE, ''
+    return self.run(path, threshold, tta)
 
 # %% ../nbs/10_app.ipynb #a4c2768a
 def held_out_examples(model_dir, n:int=3) -> tuple[list, str]:
@@ -134,6 +143,7 @@ def held_out_examples(model_dir, n:int=3) -> tuple[list, str]:
             f"{'test' if side == 'test' else 'validation'} slices of {data} that the model never trained on")
     return [Path(rows['image'].iloc[i]) for i in picks], what
 
+# %% ../nbs/10_app.ipynb #f757e9fa
 def example_slices(dest, n:int=3) -> list:
     "Copy `n` phantom slices with a tumour into `dest` as example inputs."
     syn = synthetic_root(); dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
@@ -142,6 +152,7 @@ def example_slices(dest, n:int=3) -> list:
     picks = [with_tumour[i * len(with_tumour) // n] for i in range(n)]
     return [Path(shutil.copy(syn/'images'/m.name, dest/f'phantom_{m.stem}.png')) for m in picks]
 
+# %% ../nbs/10_app.ipynb #2c120ea2
 def choose_examples(model_dir, examples=None) -> tuple[list, str]:
     "The app's example slices and their label: the files in the folder `examples`; else held-out slices of the model's own data; else phantoms."
     if examples is not None:
@@ -154,6 +165,7 @@ def choose_examples(model_dir, examples=None) -> tuple[list, str]:
     if files: return files, what
     return example_slices(tempfile.mkdtemp(prefix='bts_examples_')), "synthetic phantoms (the model's own data is not at hand)"
 
+# %% ../nbs/10_app.ipynb #4e1e76c5
 def build_app(model_dir, examples=None, examples_label:str|None=None, max_mb:float=10.0, concurrency:int=4):
     "A Gradio Blocks app for the model in `model_dir`; `examples`: a folder of example slices or a list of files (default: `choose_examples`)."
     os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')
@@ -209,10 +221,12 @@ def _space_readme(card:dict, gradio_version:str) -> str:
             f"# Brain-tumour segmentation of MRI slices\n\n`{card['arch']}` at {card['size']} px, {score}. "
             f"Made with [bts_nb](https://github.com/bts-nb/bts_nb). A research tool, not a medical device.\n")
 
+# %% ../nbs/10_app.ipynb #40084c0c
 SPACE_ENTRIES = ('model', 'bts_nb', 'examples', 'requirements.txt', 'app.py', 'README.md')
 
 def _strip_local(v:str) -> str: return v.split('+')[0]           # '2.14.1+cu130' -> '2.14.1', installable from PyPI
 
+# %% ../nbs/10_app.ipynb #d019899f
 def space_requirements() -> list:
     "bts_nb's runtime requirements, read from the installed package's metadata, each pinned to the installed version; plus Gradio."
     import re
@@ -225,10 +239,12 @@ def space_requirements() -> list:
         except PackageNotFoundError: reqs.append(r.split(';')[0].strip())
     return reqs + [f"gradio=={_strip_local(version('gradio'))}"]
 
+# %% ../nbs/10_app.ipynb #06d48904
 def _is_our_space(out:Path) -> bool:
     try: return (out/'app.py').read_text().startswith(_SPACE_APP.splitlines()[0])
     except OSError: return False
 
+# %% ../nbs/10_app.ipynb #13cbfebf
 def write_space(model_dir, out, overwrite:bool=False, examples=None) -> Path:
     "Write a Hugging Face Space folder for the model in `model_dir` into `out`; `examples`: a folder of example slices (default: `choose_examples`)."
     import gradio, bts_nb
@@ -260,6 +276,7 @@ def write_space(model_dir, out, overwrite:bool=False, examples=None) -> Path:
     (out/'app.py').write_text(_SPACE_APP.replace('EXAMPLES_LABEL', repr(label)))                                # last: a folder with this app.py is complete
     return out
 
+# %% ../nbs/10_app.ipynb #d8a1cbb8
 @call_parse
 def bts_space(model:str=None,            # run folder with model.safetensors and model_card.json (required)
               out:str='space',           # folder to write
@@ -270,6 +287,7 @@ def bts_space(model:str=None,            # run folder with model.safetensors and
     try: print(f"Space written to {write_space(model, out, overwrite, examples)}; run it with: cd {out} && python app.py")
     except (FileNotFoundError, FileExistsError, ValueError, DataError) as e: print(f"bts_space: {e}", file=sys.stderr); sys.exit(2)
 
+# %% ../nbs/10_app.ipynb #4b0f66fa
 @call_parse
 def bts_app(model:str=None,              # run folder with model.safetensors and model_card.json (required)
             port:int=7860,               # port on 127.0.0.1

@@ -11,6 +11,7 @@ with quiet_fastai_import():
     from pathlib import Path
     import numpy as np, torch
     from fastai.callback.core import Callback
+    from fastcore.basics import patch
     from fastai.callback.channelslast import ChannelsLast
     from fastai.callback.tracker import TrackerCallback, EarlyStoppingCallback
     from fastai.callback.schedule import SchedLin, combined_cos, ParamScheduler
@@ -34,6 +35,7 @@ class _WeightLog(Metric):
     @property
     def name(self): return f'w_{self.term}'
 
+# %% ../nbs/04_callbacks.ipynb #a2190184
 class LossWeightSchedule(Callback):
     "Set `CombinedLoss.weights[term]` to `sched(progress)` before each batch; log it per epoch as `w_<term>`."
     order = -5   # before the Recorder reads the metric names
@@ -56,6 +58,7 @@ class LossWeightSchedule(Callback):
         if self.training: self.set(self.progress(self.epoch, self.iter / self.n_iter))
     def after_fit(self): self.learn.metrics = [m for m in self.learn.metrics if m is not self.log]
 
+# %% ../nbs/04_callbacks.ipynb #cc22feb9
 def boundary_ramp(max_weight:float=1.0, n_epochs:int|None=None):
     "Kervadec et al.'s schedule: the boundary term's weight rises linearly from 0 to `max_weight` (over `n_epochs` of the run)."
     return LossWeightSchedule('boundary', SchedLin(0.0, max_weight), n_epochs)
@@ -93,8 +96,10 @@ class EpochCheckpoint(Callback):
         extra = {k: v for c in self.learn.cbs if isinstance(c, WeightAverage) for k, v in c.checkpoint_tensors().items()}
         save_checkpoint(self.path, self.learn.model, self.learn.opt, done, self.seconds, extra=extra)
 
+# %% ../nbs/04_callbacks.ipynb #c319af39
 def _shifted(f, start): return lambda p: f(start + p * (1 - start))
 
+# %% ../nbs/04_callbacks.ipynb #846dc6b5
 def fit_one_cycle_from(learn, n_epoch:int, lr_max, start_epoch:int=0, cbs=None, div=25., div_final=1e5,
                        pct_start=0.25, moms=(0.95, 0.85, 0.95), offset:int=0):
     "fastai's `fit_one_cycle` over `n_epoch` epochs, running only epochs `start_epoch`.. (to resume a run); logged epochs start at `offset`."
@@ -108,6 +113,7 @@ def fit_one_cycle_from(learn, n_epoch:int, lr_max, start_epoch:int=0, cbs=None, 
     scheds = {'lr': combined_cos(pct_start, lr_max/div, lr_max, lr_max/div_final), 'mom': combined_cos(pct_start, *moms)}
     learn.fit(n_epoch - start_epoch, cbs=[ParamScheduler({k: _shifted(f, s) for k, f in scheds.items()})] + list(cbs or []))
 
+# %% ../nbs/04_callbacks.ipynb #e4523cc1
 def resume_from_checkpoint(learn, path, cbs:list=()) -> int:
     "Load a checkpoint written by `EpochCheckpoint` into `learn`, and its weight average into the `WeightAverage` among `cbs`; return the number of finished epochs."
     if learn.opt is None: learn.create_opt()
@@ -119,6 +125,7 @@ def resume_from_checkpoint(learn, path, cbs:list=()) -> int:
 # %% ../nbs/04_callbacks.ipynb #2bddaac4
 from fastai.callback.progress import CSVLogger
 
+# %% ../nbs/04_callbacks.ipynb #a8af6601
 class EpochLog(CSVLogger):
     "CSVLogger at an absolute `path` that continues an existing log (no second header) when `resume_epochs` is given."
     def __init__(self, path, resume_epochs:int|None=None):
@@ -159,22 +166,6 @@ class WeightAverage(Callback):
                 a = self.average[k]
                 if a.is_floating_point(): a.lerp_(v.to(a.dtype), 1 - d)
                 else: a.copy_(v)
-    def _put_average(self) -> bool:
-        "Load the average into the model, the trained weights set aside; False when nothing is averaged yet or the average is already in."
-        if self.average is None or self._trained is not None: return False
-        m = self._module()
-        self._trained = {k: v.detach().clone() for k, v in m.state_dict().items()}
-        m.load_state_dict(self.average)
-        return True
-    def _put_trained(self):
-        if self._trained is not None: self._module().load_state_dict(self._trained); self._trained = None
-    @contextmanager
-    def applied(self):
-        "Put the average into the model for the `with` block; the trained weights come back afterwards."
-        put = self._put_average()
-        try: yield
-        finally:
-            if put: self._put_trained()
     def before_validate(self): self._put_by_validate = self._put_average()
     def after_validate(self):
         if self._put_by_validate: self._put_trained(); self._put_by_validate = False
@@ -182,13 +173,45 @@ class WeightAverage(Callback):
         self.after_validate()
         if self.load_at_end and not any(isinstance(c, KeepBest) and c.load_at_end and c.path.exists() for c in self.learn.cbs):
             self._module().load_state_dict(self.average)
-    def checkpoint_tensors(self) -> dict:
-        "The average and its step count, for `save_checkpoint(extra=...)`."
-        return {**{f'ema/{k}': v for k, v in self.average.items()}, 'ema_steps': torch.tensor(self.steps)}
-    def restore(self, tensors:dict):
-        "Go on from `checkpoint_tensors` read back from a checkpoint."
-        if 'ema_steps' not in tensors: raise ValueError("the checkpoint holds no weight average: it comes from a run without one")
-        self.steps, self.average = int(tensors['ema_steps']), {k[4:]: v.clone() for k, v in tensors.items() if k.startswith('ema/')}
+
+# %% ../nbs/04_callbacks.ipynb #b08e51a1
+@patch
+def _put_average(self:WeightAverage) -> bool:
+    "Load the average into the model, the trained weights set aside; False when nothing is averaged yet or the average is already in."
+    if self.average is None or self._trained is not None: return False
+    m = self._module()
+    self._trained = {k: v.detach().clone() for k, v in m.state_dict().items()}
+    m.load_state_dict(self.average)
+    return True
+
+# %% ../nbs/04_callbacks.ipynb #bed68a6c
+@patch
+def _put_trained(self:WeightAverage):
+    "Put the trained weights set aside by `_put_average` back into the model."
+    if self._trained is not None: self._module().load_state_dict(self._trained); self._trained = None
+
+# %% ../nbs/04_callbacks.ipynb #0d1e4b00
+@patch
+@contextmanager
+def applied(self:WeightAverage):
+    "Put the average into the model for the `with` block; the trained weights come back afterwards."
+    put = self._put_average()
+    try: yield
+    finally:
+        if put: self._put_trained()
+
+# %% ../nbs/04_callbacks.ipynb #6d8e29d0
+@patch
+def checkpoint_tensors(self:WeightAverage) -> dict:
+    "The average and its step count, for `save_checkpoint(extra=...)`."
+    return {**{f'ema/{k}': v for k, v in self.average.items()}, 'ema_steps': torch.tensor(self.steps)}
+
+# %% ../nbs/04_callbacks.ipynb #84d5630c
+@patch
+def restore(self:WeightAverage, tensors:dict):
+    "Go on from `checkpoint_tensors` read back from a checkpoint."
+    if 'ema_steps' not in tensors: raise ValueError("the checkpoint holds no weight average: it comes from a run without one")
+    self.steps, self.average = int(tensors['ema_steps']), {k[4:]: v.clone() for k, v in tensors.items() if k.startswith('ema/')}
 
 # %% ../nbs/04_callbacks.ipynb #433065e9
 def cpu_bf16_supported() -> bool:
@@ -196,6 +219,7 @@ def cpu_bf16_supported() -> bool:
     try: return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except Exception: return False
 
+# %% ../nbs/04_callbacks.ipynb #e10a81a2
 class CPUMixedPrecision(Callback):
     "bfloat16 autocast for the forward pass on the CPU, loss in float32; optionally channels-last tensors."
     order = 10
@@ -215,10 +239,12 @@ class CPUMixedPrecision(Callback):
         self._exit()
         if self.channels_last: self.learn.model.to(memory_format=torch.contiguous_format)
 
+# %% ../nbs/04_callbacks.ipynb #37202b55
 class ChannelsLastCPU(ChannelsLast):
     "fastai's `ChannelsLast` for float32 on the CPU, giving the weights back their usual layout after fit (safetensors and TorchScript want it)."
     def after_fit(self): self.learn.model.to(memory_format=torch.contiguous_format)
 
+# %% ../nbs/04_callbacks.ipynb #b2f23e85
 PRECISIONS = ('auto', 'bf16', 'fp16', 'fp32')
 
 def check_precision(precision:str) -> str:
@@ -226,12 +252,14 @@ def check_precision(precision:str) -> str:
     if precision not in PRECISIONS: raise ValueError(f"precision '{precision}': choose {', '.join(PRECISIONS)}")
     return precision
 
+# %% ../nbs/04_callbacks.ipynb #543959ed
 def resolve_precision(precision:str='auto') -> str:
     "The precision a run uses on this machine: 'auto' becomes fp16 with CUDA, bf16 on a CPU with bf16 instructions, else fp32."
     check_precision(precision)
     if precision != 'auto': return precision
     return 'fp16' if torch.cuda.is_available() else 'bf16' if cpu_bf16_supported() else 'fp32'
 
+# %% ../nbs/04_callbacks.ipynb #78dfcbf4
 def precision_callbacks(precision:str='auto') -> list:
     "Callbacks for `precision`: 'auto', 'bf16' (CPU), 'fp16' (CUDA) or 'fp32' (on the CPU: in channels-last order)."
     from fastai.callback.fp16 import MixedPrecision

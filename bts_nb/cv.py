@@ -45,6 +45,7 @@ def check_cv_folder(out, resume:bool=False, overwrite:bool=False, data=None) -> 
                               "cross-validation writes only into a new or empty folder, or over its own: choose another --out")
     return 'new'
 
+# %% ../nbs/05c_cv.ipynb #60c5c8a8
 _START_FILES = re.compile(r'config\.yaml|folds\.csv|\.(config\.yaml|folds\.csv)\.\w+\.tmp')
 _FOLD_SPLIT = re.compile(r'fold_\d+\.csv|\.fold_\d+\.csv\.\w+\.tmp')
 
@@ -54,6 +55,7 @@ def _unfinished_cv_start(out) -> bool:
     if not splits.is_dir() or not any(splits.iterdir()) or not all(_FOLD_SPLIT.fullmatch(p.name) for p in splits.iterdir()): return False
     return all(p == splits or (p.is_file() and _START_FILES.fullmatch(p.name)) for p in Path(out).iterdir())
 
+# %% ../nbs/05c_cv.ipynb #948d044e
 def _clear_cv_folder(out):
     "Delete what `cross_validate` wrote in `out` (its files, fold splits and fold runs); anything else stays."
     for d in sorted(Path(out).glob('fold_*')):
@@ -72,6 +74,7 @@ def _all_pairs(cfg:TrainConfig, verbose:bool) -> pd.DataFrame:
     "Every verified pair of `cfg.data` (or the phantoms), with its patient or block: the table the folds are cut from."
     return split_sources(cfg.data, cfg.layout, cfg.channel, valid_pct=0.0, test_pct=0.0, seed=cfg.seed, verbose=verbose)
 
+# %% ../nbs/05c_cv.ipynb #ac6ef3bf
 def _start_cv(cfg:TrainConfig, out, folds:int, mode:str, verbose:bool):
     "Cut the folds (before the folder is touched), then write cv.json, config.yaml, folds.csv and one split file per fold."
     if cfg.split: raise ValueError("cross-validation makes its own splits: leave out --split")
@@ -88,10 +91,12 @@ def _start_cv(cfg:TrainConfig, out, folds:int, mode:str, verbose:bool):
     info = dict(folds=folds, seed=cfg.seed, grouped_by=grouped, valid_pct=cfg.valid_pct, n_images=len(table), n_groups=int(table['group'].nunique()))
     atomic_write(out/'cv.json', lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))   # written last: it marks a complete start
 
+# %% ../nbs/05c_cv.ipynb #3cce1f56
 def fold_finished(d) -> bool:
     "Has the fold run in `d` finished (a model card, and no checkpoint of an unfinished epoch)?"
     return (Path(d)/'model_card.json').exists() and checkpoint_file(d) is None
 
+# %% ../nbs/05c_cv.ipynb #62a38c42
 def _check_fold(out, i:int):
     "Refuse a finished fold that is not fold i of this cross-validation: trained with another config, or on other held-out slices."
     d, cv_cfg = out/f'fold_{i}', dataclasses.asdict(TrainConfig.from_yaml(out/'config.yaml'))
@@ -106,6 +111,7 @@ def _check_fold(out, i:int):
         raise ValueError(f"{d}: its test slices are not fold {i} of {out/'folds.csv'} ({sum((got - want).values())} slices outside the fold, "
                          f"{sum((want - got).values())} of the fold missing): a fold from another cross-validation cannot join this one")
 
+# %% ../nbs/05c_cv.ipynb #9efabcea
 def _train_fold(cfg:TrainConfig, out, i:int, verbose:bool):
     "Fold i: skipped when finished, resumed from its checkpoint, else trained from its split file."
     d = out/f'fold_{i}'
@@ -116,6 +122,7 @@ def _train_fold(cfg:TrainConfig, out, i:int, verbose:bool):
     if checkpoint_file(d): return train(cfg, d, resume=True, verbose=verbose)
     train(dataclasses.replace(cfg, split=str(out/'splits'/f'fold_{i}.csv')), d, overwrite=is_run_folder(d), verbose=verbose)
 
+# %% ../nbs/05c_cv.ipynb #a8eb0526
 def cv_summary(out) -> dict:
     "Gather the folds of `out`: per_image_oof.csv (each slice from the model that held it out) and cv_summary.json; returns the summary."
     tables, per_fold, valid = [], [], []
@@ -133,6 +140,7 @@ def cv_summary(out) -> dict:
     atomic_write(Path(out)/'cv_summary.json', lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
     return summary
 
+# %% ../nbs/05c_cv.ipynb #db14596b
 def _which_folds(only, folds:int) -> list:
     "The folds to train: all of them, or those of `only` (each checked to be one of the `folds`)."
     if only is None: return list(range(folds))
@@ -140,6 +148,7 @@ def _which_folds(only, folds:int) -> list:
     if bad: raise ValueError(f"--fold {', '.join(map(str, bad))}: this cross-validation has folds 0 to {folds - 1}")
     return sorted({int(i) for i in only})
 
+# %% ../nbs/05c_cv.ipynb #b17a807c
 def cross_validate(cfg:TrainConfig, out, folds:int=5, resume:bool=False, overwrite:bool=False, verbose:bool=True, only:list|None=None) -> dict:
     "Train `folds` models on patient-disjoint folds into `out` (see the table above), or only the folds in `only`; returns the CV summary once every fold is finished."
     out = Path(out).expanduser().resolve()
@@ -187,16 +196,19 @@ def _without_option(args:list, name:str) -> list:
         if not a.startswith(name + '='): out.append(a)
     return out
 
+# %% ../nbs/05c_cv.ipynb #1dc0ea8f
 def _fold_list(v) -> list|None:
     "The fold numbers of `--fold` ('0', '2,3'), or None."
     if v is None: return None
     try: return [int(s) for s in str(v).split(',') if s.strip()]
     except ValueError: raise ValueError(f"--fold {v}: give fold numbers, e.g. 0 or 2,3") from None
 
+# %% ../nbs/05c_cv.ipynb #d460fc72
 def _parse_pretrained(v):
     if v is None: return None
     return {'true': True, 'yes': True, '1': True, 'false': False, 'no': False, '0': False}.get(str(v).lower(), v)
 
+# %% ../nbs/05c_cv.ipynb #a32a9bee
 def _run_options(
     out:str=None,                   # run folder to create (or to --resume); required
     config:str=None,                # YAML file of TrainConfig keys; command-line options override it
@@ -208,11 +220,13 @@ def _run_options(
     nproc:int=None,                 # train in this many processes on this machine (torchrun --standalone; gloo on CPU, NCCL on GPUs); --bs is per process
 ): "bts_train's own options: where the run goes and how it runs. The others are `TrainConfig`'s fields."
 
+# %% ../nbs/05c_cv.ipynb #120e4db2
 def _cli_type(anno):
     "The command-line type of an option annotated `anno` (a type, or its text under `from __future__ import annotations`): its number type where it takes no text, else str."
     kinds = {k.strip() for k in getattr(anno, '__name__', str(anno)).split('|')}
     return str if 'str' in kinds else int if 'int' in kinds else float if 'float' in kinds else str
 
+# %% ../nbs/05c_cv.ipynb #d91c4ce2
 def train_parser() -> argparse.ArgumentParser:
     "bts_train's options: its own (`_run_options`), then every `TrainConfig` field but `arch_kw` (`--encoder` and `--config` set it), each with the field's comment as its help. An option left out is None: `--config`'s value, else the field's default."
     p = argparse.ArgumentParser(prog='bts_train', description="Train a brain-tumour segmenter and write an experiment folder (with --folds: one per fold).")
@@ -227,6 +241,7 @@ def train_parser() -> argparse.ArgumentParser:
         else: p.add_argument(f'--{f.name}', type=_cli_type(f.type), default=None, help=help)
     return p
 
+# %% ../nbs/05c_cv.ipynb #d0b509fd
 def bts_train(argv:list|None=None):
     "Train a brain-tumour segmenter and write an experiment folder; with --folds, one per fold of a cross-validation."
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]

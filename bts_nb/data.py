@@ -28,6 +28,7 @@ __all__ = ['CODES', 'TUMOUR_CMAP', 'AUG_LEVELS', 'TumourMask', 'PILTumourMask', 
 from matplotlib.colors import ListedColormap
 from fastai.vision.all import TensorMask, TransformBlock, AddMaskCodes, IntToFloatTensor, PILBase, TensorImageBW
 
+# %% ../nbs/00c_data.ipynb #39997c88
 CODES = ['background', 'tumour']
 TUMOUR_CMAP = ListedColormap([(0, 0, 0, 0), (1, 0.15, 0.1, 1)])
 
@@ -35,20 +36,24 @@ class TumourMask(TensorMask):
     "A `TensorMask` shown with a transparent background and the tumour in red."
     _show_args = {'alpha': 0.45, 'cmap': TUMOUR_CMAP}
 
+# %% ../nbs/00c_data.ipynb #9a8a47fa
 class PILTumourMask(PILMask):
     "A `PILMask` whose tensor form is a `TumourMask`."
     _tensor_cls, _show_args = TumourMask, {'alpha': 0.45, 'cmap': TUMOUR_CMAP}
     create = PILBase.__dict__['create']  # fastai rebinds PILMask.create to a Transform that always makes a PILMask
 
+# %% ../nbs/00c_data.ipynb #3725bfd1
 class TensorMRI(TensorImageBW):
     "A single-channel slice tensor shown in grey levels (fastai's `Greys` would show a negative)."
     _show_args = {'cmap': 'gray'}
 
+# %% ../nbs/00c_data.ipynb #b3cba4bc
 class PILMRI(PILImageBW):
     "An 8-bit MRI slice that becomes a `TensorMRI`."
     _tensor_cls, _show_args = TensorMRI, {'cmap': 'gray'}
     create = PILBase.__dict__['create']
 
+# %% ../nbs/00c_data.ipynb #995eebea
 def TumourMaskBlock(codes=CODES):
     "`MaskBlock` for binary tumour masks, shown as a red overlay."
     return TransformBlock(type_tfms=PILTumourMask.create, item_tfms=AddMaskCodes(codes=codes), batch_tfms=IntToFloatTensor)
@@ -71,6 +76,7 @@ def aug_pipeline(level:str='light', seed:int|None=None) -> A.Compose:
                       A.RandomBrightnessContrast(0.2, 0.2, p=0.6), A.RandomGamma((80, 120), p=0.3),
                       A.GaussNoise(std_range=(0.01, 0.05), p=0.3)], seed=seed)
 
+# %% ../nbs/00c_data.ipynb #943297b0
 class SegAugment(ItemTransform):
     "Apply an albumentations pipeline jointly to (image, mask), on the training set only."
     split_idx, order = 0, 2   # after Resize (order 1): augmenting at the training size is cheaper
@@ -100,17 +106,20 @@ class SliceReader:
     def __init__(self, channel:int|str|None=None): self.channel = channel
     def __call__(self, row): return read_slice_u8(row['image'], row_channel(row, self.channel))
 
+# %% ../nbs/00c_data.ipynb #ed13110f
 def row_channel(row, default:int|str|None=None) -> int|str|None:
     "The channel to read for `row`: its own `channel` entry if its table has one (empty: a single-channel source), else `default`."
     if not hasattr(row, '__contains__') or 'channel' not in row: return as_channel(default)
     return as_channel(row['channel'])
 
+# %% ../nbs/00c_data.ipynb #f11da86a
 class MaskReader:
     "`get_y`: a pairs-table row -> its 0/1 mask, checked against the image's size."
     def __call__(self, row):
         w, h = image_size(row['image'])
         return read_mask(row['mask'], (h, w), row['image'])
 
+# %% ../nbs/00c_data.ipynb #9e7bdcf7
 def image_size(path):
     "(width, height) from the file header, without decoding the pixels."
     path = Path(path)
@@ -119,11 +128,13 @@ def image_size(path):
         return s[1], s[0]
     with Image.open(path) as im: return im.size
 
+# %% ../nbs/00c_data.ipynb #f6163229
 def _split_col(items):
     "Splitter: rows whose `split` is 'train' and 'valid'."
     s = pd.Series([r['split'] for r in items])
     return L(np.flatnonzero(s == 'train').tolist()), L(np.flatnonzero(s == 'valid').tolist())
 
+# %% ../nbs/00c_data.ipynb #a4c96c2f
 def seg_datablock(size:int=256, aug:str='light', channel:int|str|None=None, seed:int|None=None) -> DataBlock:
     "fastai DataBlock for (MRI slice, tumour mask) rows of a pairs table; `channel='all'` makes 3-channel inputs."
     img_cls = PILImage if as_channel(channel) == ALL_CHANNELS else PILMRI
@@ -138,6 +149,7 @@ def default_channel(layout:str, with_single_channel:bool=False) -> int|str|None:
     if layout != 'lgg': return None
     return 1 if with_single_channel else ALL_CHANNELS
 
+# %% ../nbs/00c_data.ipynb #4547bc0b
 def data_sources(data) -> list|None:
     "Dataset folders named by `data`: None, one folder, a list, or folders joined by commas ('a,b')."
     if data is None: return None
@@ -146,6 +158,7 @@ def data_sources(data) -> list|None:
     if Path(data).expanduser().exists() or ',' not in data: return [str(Path(data).expanduser())]
     return [str(Path(d.strip()).expanduser()) for d in data.split(',') if d.strip()]
 
+# %% ../nbs/00c_data.ipynb #dda42200
 def split_source(source, layout:str='auto', valid_pct:float=0.2, test_pct:float=0.0, seed:int=42, n_blocks:int=20,
                  channel:int|str|None=None, verify:bool=True, verbose:bool=True) -> pd.DataFrame:
     "Read, verify and split one dataset folder: the pairs table with its `split` column."
@@ -156,6 +169,7 @@ def split_source(source, layout:str='auto', valid_pct:float=0.2, test_pct:float=
     df.attrs['channel'] = channel
     return df
 
+# %% ../nbs/00c_data.ipynb #ad46bf3a
 def multi_source_split(sources:list, layout:str='auto', channel:int|str|None=None, **kwargs) -> pd.DataFrame:
     "One table over several dataset folders, each read in its own layout and channel and split on its own."
     channel, tables = as_channel(channel), []
@@ -173,6 +187,7 @@ def multi_source_split(sources:list, layout:str='auto', channel:int|str|None=Non
     out.attrs['layout'] = '+'.join(t.attrs.get('layout', '?') for t in tables)
     return out
 
+# %% ../nbs/00c_data.ipynb #015189a2
 def table_channel(df:pd.DataFrame, default:int|str|None=None) -> int|str|None:
     "The one channel that a table's multi-channel rows use (its `channel` column), else `default`."
     if 'channel' not in df: return as_channel(default)
@@ -180,12 +195,14 @@ def table_channel(df:pd.DataFrame, default:int|str|None=None) -> int|str|None:
     if len(chans) > 1: raise DataError(f"the sources use different channels {sorted(map(str, chans))}; one model card can name only one")
     return chans.pop() if chans else as_channel(default)
 
+# %% ../nbs/00c_data.ipynb #107c309d
 def split_sources(source=None, layout:str='auto', channel:int|str|None=None, **kwargs) -> pd.DataFrame:
     "The verified, split pairs table of `source`: one dataset folder, several (a list, or 'a,b'), or None (the phantoms); each folder in its own layout and channel, split on its own."
     sources = data_sources(source) or [synthetic_root()]
     if len(sources) > 1: return multi_source_split(sources, layout, channel, **kwargs)
     return split_source(sources[0], layout, channel=channel, **kwargs)
 
+# %% ../nbs/00c_data.ipynb #3e670036
 def seg_dataloaders(source=None, layout:str='auto', size:int=256, bs:int=8, aug:str='light', valid_pct:float=0.2,
                     test_pct:float=0.0, seed:int=42, n_blocks:int=20, channel:int|str|None=None, split:pd.DataFrame|str|None=None,
                     verify:bool=True, num_workers:int=0, verbose:bool=True, **kwargs):
@@ -198,5 +215,5 @@ def seg_dataloaders(source=None, layout:str='auto', size:int=256, bs:int=8, aug:
     if verbose: print('split:', ', '.join(f'{k} {v}' for k, v in df.groupby('split').size().items()))
     rows = [r for _, r in df[df.split != 'test'].iterrows()]
     dls = seg_datablock(size, aug, channel, seed).dataloaders(rows, bs=bs, num_workers=num_workers, **kwargs)
-    dls.pairs, dls.channel = df, channel
+    dls.pairs, dls.channel, dls.size = df, channel, size
     return dls

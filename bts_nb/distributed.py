@@ -24,14 +24,17 @@ def is_distributed() -> bool:
     "Is this one process of several (the environment `torchrun` sets says so)?"
     return num_distrib() > 1
 
+# %% ../nbs/05b_distributed.ipynb #f1df38da
 def is_main_process() -> bool:
     "Rank 0, or the only process: the one that writes files and prints."
     return rank_distrib() == 0
 
+# %% ../nbs/05b_distributed.ipynb #556eea7e
 def backend() -> str:
     "The collective backend for this machine: NCCL with CUDA, gloo on the CPU."
     return 'nccl' if torch.cuda.is_available() else 'gloo'
 
+# %% ../nbs/05b_distributed.ipynb #957fc3a4
 def init_distributed(timeout_s:float|None=None) -> str|None:
     "Join the process group described by the environment (a no-op in one process); returns the backend, or None."
     if not is_distributed(): return None
@@ -41,10 +44,12 @@ def init_distributed(timeout_s:float|None=None) -> str|None:
         dist.init_process_group(backend(), timeout=datetime.timedelta(seconds=timeout))
     return dist.get_backend()
 
+# %% ../nbs/05b_distributed.ipynb #05ba17fd
 def barrier():
     "Wait until every process gets here (nothing in one process)."
     if dist.is_available() and dist.is_initialized(): dist.barrier()
 
+# %% ../nbs/05b_distributed.ipynb #34e33c66
 def broadcast_object(obj, src:int=0):
     "`obj` as the process `src` has it, in every process (itself in one process)."
     if not (dist.is_available() and dist.is_initialized()): return obj
@@ -52,10 +57,12 @@ def broadcast_object(obj, src:int=0):
     dist.broadcast_object_list(box, src)
     return box[0]
 
+# %% ../nbs/05b_distributed.ipynb #2e068f65
 def world_size() -> int:
     "How many processes train together: the process group's size, 1 without one."
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
+# %% ../nbs/05b_distributed.ipynb #94e09f7f
 @contextmanager
 def single_process():
     "Within it, fastai treats this process as the only one (nothing gathered): for work the first process does alone, such as the held-out evaluation."
@@ -65,6 +72,7 @@ def single_process():
     finally:
         if old is not None: os.environ['WORLD_SIZE'] = old
 
+# %% ../nbs/05b_distributed.ipynb #f4aa0e1f
 @patch
 def _broadcast(self:DistributedDL, t, rank):
     "Broadcast the sample order from `rank`: a CUDA tensor for NCCL (as fastai does), a CPU one for gloo."

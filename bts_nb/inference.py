@@ -13,6 +13,7 @@ with quiet_fastai_import():
     import numpy as np, pandas as pd, torch, torch.nn.functional as F
     from PIL import Image
     from scipy import ndimage
+    from fastcore.basics import patch
     from fastcore.script import call_parse, store_true
     from bts_nb.readers import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, image_files_by_stem, slice_order_key, as_channel, n_input_channels, ALL_CHANNELS
     from bts_nb.serialize import atomic_write, SaveError, load_model, load_ensemble, path_within
@@ -22,9 +23,9 @@ with quiet_fastai_import():
                                   merge_shards)
 
 # %% auto #0
-__all__ = ['CSV_COLUMNS', 'OUTPUT_SUFFIXES', 'OUTPUTS', 'TTA_MODES', 'preprocess', 'postprocess', 'Segmenter', 'overlay',
-           'read_input', 'load_for_model', 'predict_files', 'find_inputs', 'export_torchscript', 'check_out_for_inputs',
-           'default_workers', 'bts_predict', 'merge_predictions', 'bts_predict_merge']
+__all__ = ['TTA_MODES', 'CSV_COLUMNS', 'OUTPUT_SUFFIXES', 'OUTPUTS', 'preprocess', 'postprocess', 'check_tta', 'tta_views',
+           'Segmenter', 'overlay', 'read_input', 'load_for_model', 'predict_files', 'find_inputs', 'export_torchscript',
+           'check_out_for_inputs', 'default_workers', 'bts_predict', 'merge_predictions', 'bts_predict_merge']
 
 # %% ../nbs/06_inference.ipynb #41ba4baa
 def preprocess(img_u8:np.ndarray, size:int) -> torch.Tensor:
@@ -44,63 +45,94 @@ def postprocess(mask:np.ndarray, min_size:int=0, keep_largest:bool=False) -> np.
     if keep_largest and len(keep): keep = [int(np.argmax(sizes)) + 1]
     return np.isin(lab, keep)
 
+# %% ../nbs/06_inference.ipynb #a2c22efd
 def _device(device):
     if device == 'auto': return 'cuda' if torch.cuda.is_available() else 'cpu'
     if device == 'cuda' and not torch.cuda.is_available(): raise ValueError("device 'cuda' asked for, but no GPU is available")
     return device
 
+# %% ../nbs/06_inference.ipynb #b1ca3f3d
+TTA_MODES = ('none', 'flip', 'full')     # test-time augmentation: the slice alone; with its horizontal flip; with both flips
+
+def check_tta(tta:str) -> str:
+    "`tta` if it is one of `TTA_MODES`, else a `ValueError` that lists them."
+    if tta not in TTA_MODES: raise ValueError(f"tta '{tta}': choose {', '.join(TTA_MODES)}")
+    return tta
+
+# %% ../nbs/06_inference.ipynb #b8c5da29
+def tta_views(x:torch.Tensor, tta:str='none') -> list:
+    "(view, undo) pairs of a batch (N, C, H, W) for test-time augmentation `tta`, one of `TTA_MODES`."
+    views = [(x, lambda p: p)]
+    if check_tta(tta) != 'none': views.append((x.flip(-1), lambda p: p.flip(-1)))
+    if tta == 'full': views.append((x.flip(-2), lambda p: p.flip(-2)))
+    return views
+
+# %% ../nbs/06_inference.ipynb #62a95ec9
 class Segmenter:
     "A trained model (or a cross-validation's ensemble of fold models) ready to segment 8-bit slices of any size."
-    def __init__(self, exp_dir, device='auto', tta=False, threshold:float|None=None, min_size:int=0, keep_largest:bool=False):
-        self.device = _device(device)
-        self.models, self.card = load_ensemble(exp_dir, self.device)
-        self.model = self.models[0]
-        self.size, self.tta, self.min_size, self.keep_largest = self.card['size'], tta, min_size, keep_largest
-        self.threshold = self.card['threshold'] if threshold is None else threshold
-        self.weights_sha256 = weights_sha256(exp_dir)
+    def __init__(self, exp_dir, device='auto', tta:str='none', threshold:float|None=None, min_size:int=0, keep_largest:bool=False):
+        models, card = load_ensemble(exp_dir, _device(device))
+        self._setup(models, card, tta, threshold, min_size, keep_largest, weights_sha256(exp_dir))
 
-    def check_channel(self, channel) -> int|str|None:
-        "`channel` (None: the card's) if it gives the model as many input channels as it was trained on, else a `ValueError`."
-        channel = as_channel(self.card.get('channel') if channel is None else channel)
-        if n_input_channels(channel) != self.card['n_in']:
-            raise ValueError(f"the model takes {self.card['n_in']} input channel(s) (trained on channel {self.card.get('channel')}); channel {channel} gives {n_input_channels(channel)}: choose the channel to read (--channel)")
-        return channel
+    @classmethod
+    def from_model(cls, model, size:int, channel:int|str|None=None, threshold:float=0.5):
+        "A segmenter of a model in memory, on the model's device: how training scores its held-out images."
+        card = dict(size=size, channel=channel, n_in=n_input_channels(channel), threshold=threshold)
+        seg = cls.__new__(cls)
+        seg._setup([model.eval()], card, 'none', None, 0, False, None)
+        return seg
 
-    def settings(self) -> dict:
-        "What decides this segmenter's masks: the weights (sha256), threshold, TTA and post-processing."
-        return dict(model_sha256=self.weights_sha256, threshold=self.threshold, tta=self.tta, min_size=self.min_size, keep_largest=self.keep_largest)
+    def _setup(self, models, card, tta, threshold, min_size, keep_largest, sha):
+        self.models, self.model, self.card, self.weights_sha256 = models, models[0], card, sha
+        self.device = next(self.model.parameters()).device
+        self.size, self.tta, self.min_size, self.keep_largest = card['size'], check_tta(tta), min_size, keep_largest
+        self.threshold = card['threshold'] if threshold is None else threshold
 
-    def _views(self, x):
-        vs = [(x, lambda p: p)]
-        if self.tta: vs.append((x.flip(-1), lambda p: p.flip(-1)))
-        if self.tta == 'full': vs.append((x.flip(-2), lambda p: p.flip(-2)))
-        return vs
+# %% ../nbs/06_inference.ipynb #75428501
+@patch
+def check_channel(self:Segmenter, channel) -> int|str|None:
+    "`channel` (None: the card's) if it gives the model as many input channels as it was trained on, else a `ValueError`."
+    channel = as_channel(self.card.get('channel') if channel is None else channel)
+    if n_input_channels(channel) != self.card['n_in']:
+        raise ValueError(f"the model takes {self.card['n_in']} input channel(s) (trained on channel {self.card.get('channel')}); channel {channel} gives {n_input_channels(channel)}: choose the channel to read (--channel)")
+    return channel
 
-    def probs(self, imgs_u8:list) -> tuple[list, list]:
-        "Probability maps (the mean over TTA views and ensemble members) and uncertainty maps (their sd; None for one model without TTA) at each image's own size."
-        return self.probs_from(torch.cat([preprocess(im, self.size) for im in imgs_u8]), [im.shape[:2] for im in imgs_u8])
+# %% ../nbs/06_inference.ipynb #30029d0a
+@patch
+def settings(self:Segmenter) -> dict:
+    "What decides this segmenter's masks: the weights (sha256), threshold, TTA and post-processing."
+    return dict(model_sha256=self.weights_sha256, threshold=self.threshold, tta=self.tta, min_size=self.min_size, keep_largest=self.keep_largest)
 
-    @torch.no_grad()
-    def probs_from(self, x:torch.Tensor, shapes:list) -> tuple[list, list]:
-        "`probs` of a batch already preprocessed (N, C, size, size), resized back to `shapes` (each (H, W))."
+# %% ../nbs/06_inference.ipynb #277652ec
+@patch
+def probs_from(self:Segmenter, x:torch.Tensor, shapes:list, tta:str|None=None) -> tuple[list, list]:
+    "Probability maps (the mean over TTA views and ensemble members) and uncertainty maps (their sd; None for one view of one model) of a preprocessed batch (N, C, size, size), resized back to `shapes` (each (H, W)). `tta`: None for `self.tta`."
+    with torch.no_grad():
         x = x.to(self.device)
-        views = torch.stack([undo(torch.sigmoid(m(v).float())) for m in self.models for v, undo in self._views(x)])   # (V, N, 1, s, s)
+        views = torch.stack([undo(torch.sigmoid(m(v).float())) for m in self.models for v, undo in tta_views(x, tta or self.tta)])   # (V, N, 1, s, s)
         mean, std = views.mean(0), (views.std(0) if len(views) > 1 else None)
-        out_p, out_u = [], []
-        for i, hw in enumerate(shapes):
-            out_p.append(F.interpolate(mean[i:i+1], size=hw, mode='bilinear', align_corners=False)[0, 0].cpu().numpy())
-            out_u.append(None if std is None else F.interpolate(std[i:i+1], size=hw, mode='bilinear', align_corners=False)[0, 0].cpu().numpy())
-        return out_p, out_u
+        back = lambda t, i, hw: F.interpolate(t[i:i+1], size=hw, mode='bilinear', align_corners=False)[0, 0].cpu().numpy()
+        return [back(mean, i, hw) for i, hw in enumerate(shapes)], [None if std is None else back(std, i, hw) for i, hw in enumerate(shapes)]
 
-    def mask(self, prob:np.ndarray) -> np.ndarray:
-        "Thresholded, post-processed 0/1 mask."
-        return postprocess(prob > self.threshold, self.min_size, self.keep_largest).astype(np.uint8)
+# %% ../nbs/06_inference.ipynb #5b098add
+@patch
+def probs(self:Segmenter, imgs_u8:list, tta:str|None=None) -> tuple[list, list]:
+    "`probs_from` of 8-bit slices, each at its own size."
+    return self.probs_from(torch.cat([preprocess(im, self.size) for im in imgs_u8]), [im.shape[:2] for im in imgs_u8], tta)
 
-    def __call__(self, img_u8:np.ndarray) -> dict:
-        "Segment one slice: dict of prob, mask, uncertainty (with TTA) and tumour area in pixels."
-        (p,), (u,) = self.probs([img_u8])
-        m = self.mask(p)
-        return dict(prob=p, mask=m, uncertainty=u, area_px=int(m.sum()))
+# %% ../nbs/06_inference.ipynb #f4e60193
+@patch
+def mask(self:Segmenter, prob:np.ndarray) -> np.ndarray:
+    "Thresholded, post-processed 0/1 mask."
+    return postprocess(prob > self.threshold, self.min_size, self.keep_largest).astype(np.uint8)
+
+# %% ../nbs/06_inference.ipynb #7772f2c7
+@patch
+def __call__(self:Segmenter, img_u8:np.ndarray, tta:str|None=None) -> dict:
+    "Segment one slice: dict of prob, mask, uncertainty (None for one view of one model) and tumour area in pixels."
+    (p,), (u,) = self.probs([img_u8], tta)
+    m = self.mask(p)
+    return dict(prob=p, mask=m, uncertainty=u, area_px=int(m.sum()))
 
 # %% ../nbs/06_inference.ipynb #57c69772
 def overlay(img_u8:np.ndarray, pred=None, truth=None) -> np.ndarray:
@@ -126,13 +158,16 @@ def read_input(path, channel:int|str|None=None) -> np.ndarray:
         if channel not in (None, ALL_CHANNELS) and 'is single-channel' in str(e): return read_slice_u8(path, None)
         raise
 
+# %% ../nbs/06_inference.ipynb #05e9d9df
 def load_for_model(path, channel:int|str|None, size:int) -> tuple[np.ndarray, torch.Tensor]:
     "The 8-bit slice and its (C, size, size) model input: what a streaming worker makes of one file."
     img = read_input(path, channel)
     return img, preprocess(img, size)[0]
 
+# %% ../nbs/06_inference.ipynb #305d01f1
 def _save_png(arr, path): atomic_write(path, lambda tmp: Image.fromarray(arr).save(tmp, format='PNG'))
 
+# %% ../nbs/06_inference.ipynb #6a4013f1
 OUTPUT_SUFFIXES = ('_mask.png', '_overlay.png', '_uncertainty.png')
 OUTPUTS = ('mask', 'overlay', 'uncertainty')
 
@@ -144,6 +179,7 @@ def _check_save(save) -> tuple:
     if bad: raise ValueError(f"save {','.join(bad)}: choose among {', '.join(OUTPUTS)} (comma-separated), or none for the table only")
     return tuple(s for s in OUTPUTS if s in names)
 
+# %% ../nbs/06_inference.ipynb #7fa4fa3d
 def _check_outputs(images, truths, out, overwrite, csv_name='predictions.csv'):
     "Refuse inputs whose outputs would collide with each other, with an input, or (without `overwrite`) with existing files."
     by_stem = {}
@@ -162,6 +198,7 @@ def _check_outputs(images, truths, out, overwrite, csv_name='predictions.csv'):
         if clash: raise FileExistsError(f"{out}: already holds {len(clash)} of these outputs (e.g. {clash[0].name}); choose another --out, "
                                         "pass --resume to continue the run that wrote them, or pass --overwrite (overwrite=True in Python)")
 
+# %% ../nbs/06_inference.ipynb #8f336e75
 def predict_files(seg:Segmenter, images:list, out, truths:dict|None=None, channel:int|str|None=None, bs:int=8,
                   overwrite:bool=False, verbose:bool=True, resume:bool=False, shard:str|tuple|None=None, workers:int=0,
                   save=OUTPUTS, progress:bool=False) -> pd.DataFrame:
@@ -200,6 +237,7 @@ def predict_files(seg:Segmenter, images:list, out, truths:dict|None=None, channe
         print(msg)
     return table
 
+# %% ../nbs/06_inference.ipynb #22f81251
 def _write_outputs(seg, path, img, prob, unc, truth_path, out, save=OUTPUTS):
     stem = Path(path).stem
     mask = seg.mask(prob)
@@ -253,12 +291,12 @@ def check_out_for_inputs(out, input, model=None):
     if model is not None and out == Path(model).expanduser().resolve():
         raise ValueError(f"{out}: is the model's folder; choose another --out")
 
-TTA_MODES = {'none': False, 'flip': True, 'full': 'full'}     # the CLIs' --tta choices, as `Segmenter`'s `tta`
-
+# %% ../nbs/06_inference.ipynb #e93f6472
 def default_workers() -> int:
     "Loader processes for `bts_predict`: with a GPU, enough to feed it (up to 8); on a CPU none, the model keeps the cores (a reader gained nothing on 2 cores: bench/archive.py)."
     return min(8, max(1, (os.cpu_count() or 1) - 2)) if torch.cuda.is_available() else 0
 
+# %% ../nbs/06_inference.ipynb #041c2bfc
 @call_parse
 def bts_predict(
     model:str=None,              # a bts_train run folder (model.safetensors + model_card.json), or a --folds folder: its folds' mean
@@ -280,15 +318,13 @@ def bts_predict(
     "Segment brain-MRI slices with a trained bts_nb model."
     missing = [n for n, v in (('--model', model), ('--input', input), ('--out', out)) if v is None]
     if missing: print(f"bts_predict: {', '.join(missing)} required", file=sys.stderr); sys.exit(2)
-    if tta not in TTA_MODES: print(f"bts_predict: --tta {tta}: choose none, flip or full", file=sys.stderr); sys.exit(2)
     if resume and overwrite: print("bts_predict: --resume and --overwrite both given: choose one", file=sys.stderr); sys.exit(2)
     try: shard_ix = parse_shard(shard)
     except ValueError as e: print(f"bts_predict: {e}", file=sys.stderr); sys.exit(2)
     csv = Path(out)/(shard_log_name(*shard_ix) if shard_ix else 'predictions.csv')
     try:
         check_out_for_inputs(out, input, model)
-        seg = Segmenter(model, device=device, tta=TTA_MODES[tta], threshold=threshold,
-                        min_size=min_size, keep_largest=keep_largest)
+        seg = Segmenter(model, device=device, tta=tta, threshold=threshold, min_size=min_size, keep_largest=keep_largest)
         if 'ensemble' in seg.card: print(f"{model}: an ensemble of {seg.card['ensemble']['n_models']} fold models, their probabilities averaged")
         files, truths = find_inputs(input)
         table = predict_files(seg, files, out, truths, channel if channel is not None else seg.card.get('channel'), bs, overwrite,
@@ -302,6 +338,7 @@ def bts_predict(
         print(f"bts_predict: {e}", file=sys.stderr); sys.exit(2)
     sys.exit(1 if (table.status == 'error').any() else 0)
 
+# %% ../nbs/06_inference.ipynb #80825bdb
 def merge_predictions(input, out, shards:int|None=None) -> pd.DataFrame:
     "Merge the shard logs in `out` (of `shards` parts; default: the number their names give) into out/predictions.csv, once every input of `input` is in exactly one."
     out = Path(out).expanduser()
@@ -320,6 +357,7 @@ def merge_predictions(input, out, shards:int|None=None) -> pd.DataFrame:
     atomic_write(dest.with_suffix('.json'), lambda tmp: Path(tmp).write_text(json.dumps({**settings, 'merged_from': shards}, indent=2)))
     return table
 
+# %% ../nbs/06_inference.ipynb #aa37882a
 @call_parse
 def bts_predict_merge(
     input:str=None,              # the --input the shards were given

@@ -55,6 +55,7 @@ def slice_signatures(df:pd.DataFrame, size:int=32, sigma:float=2.0, channel:int|
         a -= a.mean(); sig[k] = a / (np.linalg.norm(a) + 1e-8)
     return sig
 
+# %% ../nbs/00d_leaks.ipynb #e2047bbf
 def _same_patient(df:pd.DataFrame, far:int):
     "f(i, j) -> bool matrix: rows i and j may be one patient (same source, and the same patient id, or with none, within `far` in the numbering)."
     n = len(df)
@@ -70,6 +71,7 @@ def _same_patient(df:pd.DataFrame, far:int):
         return same & np.where(both, by_id, near)
     return f, order
 
+# %% ../nbs/00d_leaks.ipynb #578884fb
 def _best_match(sig, rows, cols, mask=None, chunk:int=512) -> tuple:
     "For each index in `rows`: the highest correlation with an index in `cols` (where `mask(rows, cols)` allows; never itself), and that index."
     rows, cols = np.asarray(rows), np.asarray(cols)
@@ -84,8 +86,10 @@ def _best_match(sig, rows, cols, mask=None, chunk:int=512) -> tuple:
         best[s:s + chunk], arg[s:s + chunk] = g[np.arange(len(r)), k], cols[k]
     return best, arg
 
+# %% ../nbs/00d_leaks.ipynb #40fcd11b
 def _far(df, far): return min(50, max(1, len(df) // 4)) if far is None else far
 
+# %% ../nbs/00d_leaks.ipynb #159d89e8
 def leak_calibration(df:pd.DataFrame, sig:np.ndarray|None=None, far:int|None=None, q:float=0.99, **kw) -> dict:
     "The data's own statistics: each slice's best match among *other* patients (its `q`-quantile is the leak threshold) and among its direct neighbours."
     sig, far = slice_signatures(df, **kw) if sig is None else sig, _far(df, far)
@@ -100,12 +104,14 @@ def leak_calibration(df:pd.DataFrame, sig:np.ndarray|None=None, far:int|None=Non
     thr = float(np.quantile(other, q))
     return dict(threshold=thr, q=q, far=far, other=other, neighbour=neighbour, sensitivity=float((neighbour > thr).mean()) if len(neighbour) else float('nan'))
 
+# %% ../nbs/00d_leaks.ipynb #35039119
 def _checks(df:pd.DataFrame) -> list:
     "(side, training rows, held-out rows) for each check: valid and test against train, or each fold of a `fold` column against the others."
     if 'split' in df: return [(s, np.flatnonzero(df.split == 'train'), np.flatnonzero(df.split == s)) for s in ('valid', 'test') if (df.split == s).any()]
     if 'fold' in df: return [(f'fold {f}', np.flatnonzero(df.fold != f), np.flatnonzero(df.fold == f)) for f in sorted(df.fold.unique())]
     raise ValueError("check_split needs a table with a `split` column (train/valid/test) or a `fold` column")
 
+# %% ../nbs/00d_leaks.ipynb #8d69d2e1
 NO_STRUCTURE = ("no patient structure: {n} of {total} slices (e.g. {names}) have no patient id and no number in their file name, so the check "
                 "cannot tell slices of one patient from slices of two. Give the table a patient column (patient, patient_id, subject or case), "
                 "or name the slices by number in acquisition order (images/N.png), or keep one folder per patient (<case>/<case>_<k>.png)")
@@ -154,6 +160,7 @@ def plot_leak_calibration(cal:dict, ax=None, title:str|None=None):
     ax.set_xlabel('correlation of signatures'); ax.legend(fontsize=8); ax.set_title(title or 'leak calibration')
     return ax
 
+# %% ../nbs/00d_leaks.ipynb #b462ec1e
 def show_leaks(pairs:pd.DataFrame, k:int=4, channel:int|str|None=None):
     "The `k` closest cross-side pairs: each held-out slice above its best match in training."
     top = pairs.head(k)
@@ -176,6 +183,7 @@ def leak_report(pairs:pd.DataFrame, summary:dict, cal:dict, out, k:int=4, channe
     fig = show_leaks(pairs, k, channel); fig.savefig(out/'closest_pairs.png', dpi=70, bbox_inches='tight'); plt.close(fig)
     return out
 
+# %% ../nbs/00d_leaks.ipynb #187f7b4f
 def describe_leaks(summary:dict) -> str:
     "The summary in a few lines, ending with the verdict."
     lines = [f"patients from: {summary['structure'] or 'nothing in the table or its file names'}"]
@@ -189,6 +197,7 @@ def describe_leaks(summary:dict) -> str:
                   'no leak': "no leak beyond the false rate"}.get(summary['verdict'], f"NO VERDICT: {summary.get('reason')}"))
     return '\n'.join(lines)
 
+# %% ../nbs/00d_leaks.ipynb #3aff1ad2
 @call_parse
 def bts_leakcheck(
     split:str=None,          # a split table to check: bts_train's split.csv or your own (image, mask and split or fold columns)

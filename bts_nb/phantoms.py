@@ -20,6 +20,22 @@ def _smooth_noise(rng, size, scale=8):
     up = cv2.resize(g, (size, size), interpolation=cv2.INTER_CUBIC)
     return up / (np.abs(up).max() + 1e-6)
 
+# %% ../nbs/00a_phantoms.ipynb #8954b1b6
+def _head_slice(yy, xx, centre, axes, rot, shrink, tex):
+    "One slice of the head without tumour: scalp, skull ring, textured brain and two dark ventricles; the image and the brain mask."
+    (cy, cx), (ay, ax) = centre, axes
+    u, v = (yy - cy) / (ay*shrink), (xx - cx) / (ax*shrink)
+    u, v = u*np.cos(rot) - v*np.sin(rot), u*np.sin(rot) + v*np.cos(rot)
+    r = np.sqrt(u**2 + v**2)
+    head, brain = r < 1.0, r < 0.9
+    img = np.where(head, 0.25, 0.0) + np.where((r > 0.9) & head, 0.55, 0.0)
+    img = img + brain * (0.45 + 0.08 * tex)
+    for side in (-1, 1):
+        vr = np.sqrt(((yy - cy + 0.02) / 0.06)**2 + ((xx - cx - side*0.045) / (0.03 + 0.01*shrink))**2)
+        img = np.where(brain & (vr < 1), 0.12, img)
+    return img, brain
+
+# %% ../nbs/00a_phantoms.ipynb #41f8013e
 def phantom_patient(seed:int, n_slices:int=10, size:int=256):
     "Slices (uint8) and masks (0/1) of one synthetic patient."
     rng = np.random.default_rng(seed)
@@ -38,15 +54,7 @@ def phantom_patient(seed:int, n_slices:int=10, size:int=256):
     imgs, msks = [], []
     for z in range(n_slices):
         shrink = 1 - 0.25 * abs(z - (n_slices - 1) / 2) / max(n_slices, 1)
-        u, v = (yy - cy) / (ay*shrink), (xx - cx) / (ax*shrink)
-        u, v = u*np.cos(rot) - v*np.sin(rot), u*np.sin(rot) + v*np.cos(rot)
-        r = np.sqrt(u**2 + v**2)
-        head, brain = r < 1.0, r < 0.9
-        img = np.where(head, 0.25, 0.0) + np.where((r > 0.9) & head, 0.55, 0.0)
-        img = img + brain * (0.45 + 0.08 * tex)
-        for side in (-1, 1):
-            vr = np.sqrt(((yy - cy + 0.02) / 0.06)**2 + ((xx - cx - side*0.045) / (0.03 + 0.01*shrink))**2)
-            img = np.where(brain & (vr < 1), 0.12, img)
+        img, brain = _head_slice(yy, xx, (cy, cx), (ay, ax), rot, shrink, tex)
         dz = (z - t_z) / t_rz
         mask = np.zeros((size, size), bool)
         if abs(dz) < 1:
@@ -81,10 +89,12 @@ def make_synthetic(dest, n_patients:int=24, n_slices:int=10, size:int=256, seed:
     pd.DataFrame(rows).to_csv(dest/'patients.csv', index=False)
     return dest
 
+# %% ../nbs/00a_phantoms.ipynb #a6572082
 def cache_dir() -> Path:
     "Where bts_nb caches generated data: $BTS_NB_CACHE, else ~/.cache/bts_nb."
     return Path(os.environ.get('BTS_NB_CACHE', Path.home()/'.cache'/'bts_nb'))
 
+# %% ../nbs/00a_phantoms.ipynb #124fe8fb
 def synthetic_root(n_patients:int=24, n_slices:int=10, size:int=256, seed:int=0) -> Path:
     "Folder of the cached synthetic set with these parameters, generated on first use."
     dest = cache_dir()/f'synthetic_v1_p{n_patients}_s{n_slices}_{size}px_seed{seed}'

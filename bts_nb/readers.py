@@ -14,8 +14,8 @@ import tifffile
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'ALL_CHANNELS', 'LAYOUTS', 'quiet_fastai_import', 'DataError', 'few_names', 'as_channel',
            'n_input_channels', 'slice_array', 'read_slice', 'read_slice_2d', 'to_uint8', 'read_slice_u8', 'read_mask',
-           'image_files_by_stem', 'slice_order_key', 'folder_pairs', 'figshare_pairs', 'lgg_pairs', 'detect_layout',
-           'read_pairs', 'describe_pairs', 'verify_pairs']
+           'image_files_by_stem', 'slice_order_key', 'folder_pairs', 'patient_ids', 'figshare_pairs', 'lgg_pairs',
+           'detect_layout', 'read_pairs', 'describe_pairs', 'verify_pairs']
 
 # %% ../nbs/00_readers.ipynb #98af9e90
 @contextmanager
@@ -29,6 +29,7 @@ def quiet_fastai_import():
 class DataError(ValueError):
     "Bad input data: the message names the file and what is wrong with it."
 
+# %% ../nbs/00_readers.ipynb #4f354550
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
 
 def _need_dir(path, what):
@@ -37,6 +38,7 @@ def _need_dir(path, what):
     if not path.is_dir(): raise DataError(f"{path}: {what} is not a folder")
     return path
 
+# %% ../nbs/00_readers.ipynb #1343a5b0
 def few_names(names, k=5) -> str:
     "The first `k` of `names`, sorted, and how many there are in all: for error messages that name files."
     names = sorted(map(str, names))
@@ -60,6 +62,7 @@ def _load_array(path) -> np.ndarray:
     except DataError: raise
     except Exception as e: raise DataError(f"{path}: cannot be read as an image ({type(e).__name__}: {e})") from e
 
+# %% ../nbs/00_readers.ipynb #0a6256f5
 def _drop_opaque_alpha(a, path):
     if a.ndim == 3 and a.shape[-1] in (2, 4):
         if (a[..., -1] != a[..., -1].max()).any():
@@ -79,10 +82,12 @@ def as_channel(v) -> int|str|None:
     if f < 0 or f != int(f): raise ValueError(f"channel {v!r}: give a plane number (0, 1, 2; LGG's FLAIR is 1) or 'all' for every plane")
     return int(f)
 
+# %% ../nbs/00_readers.ipynb #acb29c9d
 def n_input_channels(channel) -> int:
     "How many input channels a model reading `channel` takes: 3 for 'all', else 1."
     return 3 if as_channel(channel) == ALL_CHANNELS else 1
 
+# %% ../nbs/00_readers.ipynb #bf95591c
 def slice_array(path, channel:int|str|None=None) -> np.ndarray:
     "Read a 2-D MRI slice from `path` in its own dtype, (H, W); `channel` picks a plane of a multi-channel file, 'all' keeps all three, (H, W, 3)."
     channel = as_channel(channel)
@@ -102,10 +107,12 @@ def slice_array(path, channel:int|str|None=None) -> np.ndarray:
     lum = a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return np.round(lum).astype(a.dtype) if np.issubdtype(a.dtype, np.integer) else lum
 
+# %% ../nbs/00_readers.ipynb #468d6673
 def read_slice(path, channel:int|str|None=None) -> np.ndarray:
     "`slice_array` as float32."
     return slice_array(path, channel).astype(np.float32)
 
+# %% ../nbs/00_readers.ipynb #5ea8f32b
 def read_slice_2d(path, channel:int|str|None=None) -> np.ndarray:
     "`read_slice` as one plane, (H, W): with 'all', the mean of the planes (for comparing slices, not for models)."
     a = read_slice(path, channel)
@@ -121,6 +128,7 @@ def to_uint8(a:np.ndarray, lo_pct=0.5, hi_pct=99.5) -> np.ndarray:
     if hi <= lo: return np.zeros(a.shape, np.uint8)
     return (np.clip((a - lo) / (hi - lo), 0, 1) * 255 + 0.5).astype(np.uint8)
 
+# %% ../nbs/00_readers.ipynb #a32ada08
 def read_slice_u8(path, channel:int|str|None=None) -> np.ndarray:
     "The slice at `path` as the 8-bit image the models see."
     return to_uint8(slice_array(path, channel))
@@ -153,6 +161,7 @@ def image_files_by_stem(folder, suffix=''):
         out[stem] = p
     return out, others
 
+# %% ../nbs/00_readers.ipynb #ca81f705
 def slice_order_key(stem):
     "Numeric stems sort as numbers (2 < 10), others alphabetically after them."
     return (0, int(stem), '') if stem.isdigit() else (1, 0, stem)
@@ -175,6 +184,16 @@ def folder_pairs(root, images='images', masks='masks', mask_suffix='') -> pd.Dat
     df.attrs['layout'] = 'folders'
     return df
 
+# %% ../nbs/00_readers.ipynb #913efb35
+def patient_ids(df:pd.DataFrame, path) -> pd.DataFrame:
+    "`df` with its `patient` column read from `path`, a CSV of slice `number` and `patient`; every slice must be named."
+    ids = pd.read_csv(path)
+    if not {'number', 'patient'} <= set(ids.columns): raise DataError(f"{path}: needs the columns number and patient; it has {', '.join(map(str, ids.columns))}")
+    known = dict(zip(ids['number'].astype(int), ids['patient'].astype(str)))
+    missing = [str(n) for n in df['number'] if n not in known]
+    if missing: raise DataError(f"{path}: {len(missing)} slice number(s) of {Path(path).parent/'images'} have no patient: {few_names(missing)}")
+    return df.assign(patient=df['number'].map(known))
+
 # %% ../nbs/00_readers.ipynb #ad2f09dc
 def figshare_pairs(root) -> pd.DataFrame:
     "Pairs from the Kaggle/Figshare layout: `root/images/N.png` + `root/masks/N.png`, N the slice number."
@@ -182,6 +201,7 @@ def figshare_pairs(root) -> pd.DataFrame:
     bad = [s for s in df.stem if not s.isdigit()]
     if bad: raise DataError(f"{Path(root)/'images'}: Figshare file names are slice numbers; these are not: {few_names(bad)}")
     df['number'] = df.stem.astype(int)
+    if (Path(root)/'patients.csv').is_file(): df = patient_ids(df, Path(root)/'patients.csv')
     df.attrs['layout'] = 'figshare'
     return df
 
@@ -225,6 +245,7 @@ def detect_layout(root) -> str:
     if (root/'kaggle_3m').is_dir() or any(p.is_dir() and any(p.glob('*_mask.tif')) for p in root.iterdir()): return 'lgg'
     raise DataError(f"{root}: no known layout: expected images/ + masks/ folders, or LGG case folders (<case>/<case>_<k>.tif)")
 
+# %% ../nbs/00_readers.ipynb #2144a224
 def read_pairs(root, layout:str='auto', verbose=True, **kwargs) -> pd.DataFrame:
     "All (image, mask) pairs under `root` (`~` expanded), in layout `layout` ('auto', 'figshare', 'lgg' or 'folders')."
     root = Path(root).expanduser()
@@ -234,6 +255,7 @@ def read_pairs(root, layout:str='auto', verbose=True, **kwargs) -> pd.DataFrame:
     if verbose: print(f"{root.name}: {describe_pairs(df)}")   # the folder's name: logs read the same on every machine
     return df
 
+# %% ../nbs/00_readers.ipynb #128f3e94
 def describe_pairs(df) -> str:
     "One line: how many pairs, in which layout, from how many patients (when known)."
     n_pat = df.patient.nunique() if df.patient.notna().any() else None

@@ -10,6 +10,7 @@ with quiet_fastai_import():
     from dataclasses import dataclass, asdict
     from pathlib import Path
     import torch, yaml
+    from fastcore.basics import patch
     from bts_nb.readers import few_names, as_channel
     from bts_nb.data import data_sources, AUG_LEVELS
     from bts_nb.models import ARCHS
@@ -22,9 +23,10 @@ with quiet_fastai_import():
 __all__ = ['RECOMMENDED_ARCH_KW', 'RUN_FILES', 'TrainConfig', 'checkpoint_file', 'is_run_folder', 'check_outside_data',
            'run_state', 'check_out_folder', 'clear_run_folder']
 
-# %% ../nbs/04b_runs.ipynb #13a71de4
+# %% ../nbs/04b_runs.ipynb #69375068
 RECOMMENDED_ARCH_KW = {'smp_unet': dict(encoder='tf_efficientnet_lite0'), 'dynamic_unet': dict(encoder='tf_efficientnet_lite0')}
 
+# %% ../nbs/04b_runs.ipynb #13a71de4
 @dataclass
 class TrainConfig:
     "Everything that defines a training run."
@@ -62,38 +64,48 @@ class TrainConfig:
         if self.pretrained is None: self.pretrained = self.arch_kw.get('encoder') in PACKAGED_ENCODERS
         self.channel = as_channel(self.channel)                # '1' from the command line is plane 1
 
-    def loader_workers(self) -> int:
-        "Data-loading worker processes for this machine: `num_workers`, or the automatic choice."
-        if self.num_workers is not None: return self.num_workers
-        return min(8, max(0, (os.cpu_count() or 1) - 2)) if torch.cuda.is_available() else 0
+# %% ../nbs/04b_runs.ipynb #66a31a0b
+@patch
+def loader_workers(self:TrainConfig) -> int:
+    "Data-loading worker processes for this machine: `num_workers`, or the automatic choice."
+    if self.num_workers is not None: return self.num_workers
+    return min(8, max(0, (os.cpu_count() or 1) - 2)) if torch.cuda.is_available() else 0
 
-    def check(self):
-        "Raise a clear error for values that cannot work."
-        if self.arch not in ARCHS: raise ValueError(f"arch '{self.arch}': choose one of {', '.join(ARCHS)}")
-        if self.aug not in AUG_LEVELS: raise ValueError(f"aug '{self.aug}': choose one of {', '.join(AUG_LEVELS)}")
-        get_loss(self.loss)
-        if self.boundary_ramp and 'boundary' not in self.loss: raise ValueError("boundary_ramp needs a loss with a 'boundary' term, e.g. 'dice+boundary'")
-        if self.size < 32 or self.size % 32: raise ValueError(f"size {self.size}: use a multiple of 32 (encoders downsample 32×)")
-        if self.epochs < 1 or self.bs < 1: raise ValueError("epochs and bs must be at least 1")
-        if self.budget_min is not None and self.budget_min <= 0: raise ValueError(f"budget_min {self.budget_min}: use a positive number of minutes")
-        if self.num_workers is not None and self.num_workers < 0: raise ValueError(f"num_workers {self.num_workers}: use 0 or more")
-        if not 0 <= self.ema_decay < 1: raise ValueError(f"ema_decay {self.ema_decay}: use 0 (off) or a number below 1, e.g. 0.998")
-        if self.freeze_epochs < 0 or self.lr_mult < 1: raise ValueError(f"freeze_epochs {self.freeze_epochs} / lr_mult {self.lr_mult}: use freeze_epochs >= 0 and lr_mult >= 1")
-        check_precision(self.precision)
-        return self
+# %% ../nbs/04b_runs.ipynb #95314eea
+@patch
+def check(self:TrainConfig):
+    "Raise a clear error for values that cannot work."
+    if self.arch not in ARCHS: raise ValueError(f"arch '{self.arch}': choose one of {', '.join(ARCHS)}")
+    if self.aug not in AUG_LEVELS: raise ValueError(f"aug '{self.aug}': choose one of {', '.join(AUG_LEVELS)}")
+    get_loss(self.loss)
+    if self.boundary_ramp and 'boundary' not in self.loss: raise ValueError("boundary_ramp needs a loss with a 'boundary' term, e.g. 'dice+boundary'")
+    if self.size < 32 or self.size % 32: raise ValueError(f"size {self.size}: use a multiple of 32 (encoders downsample 32×)")
+    if self.epochs < 1 or self.bs < 1: raise ValueError("epochs and bs must be at least 1")
+    if self.budget_min is not None and self.budget_min <= 0: raise ValueError(f"budget_min {self.budget_min}: use a positive number of minutes")
+    if self.num_workers is not None and self.num_workers < 0: raise ValueError(f"num_workers {self.num_workers}: use 0 or more")
+    if not 0 <= self.ema_decay < 1: raise ValueError(f"ema_decay {self.ema_decay}: use 0 (off) or a number below 1, e.g. 0.998")
+    if self.freeze_epochs < 0 or self.lr_mult < 1: raise ValueError(f"freeze_epochs {self.freeze_epochs} / lr_mult {self.lr_mult}: use freeze_epochs >= 0 and lr_mult >= 1")
+    check_precision(self.precision)
+    return self
 
-    @classmethod
-    def from_yaml(cls, path):
-        path = Path(path).expanduser()
-        if not path.is_file(): raise FileNotFoundError(f"{path}: config file does not exist")
-        try: d = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(d, dict): raise ValueError(f"{path}: a config is a mapping of TrainConfig keys, not a {type(d).__name__}")
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown: raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
-        return cls(**d)
+# %% ../nbs/04b_runs.ipynb #11fae369
+@patch
+def to_yaml(self:TrainConfig, path):
+    "Save the config at `path` as YAML (written whole or not at all)."
+    atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(asdict(self), sort_keys=False)))
 
-    def to_yaml(self, path): atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(asdict(self), sort_keys=False)))
+# %% ../nbs/04b_runs.ipynb #3bb5918b
+@patch(cls_method=True)
+def from_yaml(cls:TrainConfig, path):
+    "The config saved at `path` (YAML), refusing unknown keys."
+    path = Path(path).expanduser()
+    if not path.is_file(): raise FileNotFoundError(f"{path}: config file does not exist")
+    try: d = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e: raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(d, dict): raise ValueError(f"{path}: a config is a mapping of TrainConfig keys, not a {type(d).__name__}")
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown: raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+    return cls(**d)
 
 # %% ../nbs/04b_runs.ipynb #f14b19e9
 RUN_FILES = ('config.yaml', 'budget.json', 'leak_check.json', 'split.csv', 'metrics.csv', 'model.safetensors', 'model_card.json', 'eval.json',
@@ -105,6 +117,7 @@ def checkpoint_file(out) -> Path|None:
         if (Path(out)/name).is_file(): return Path(out)/name
     return None
 
+# %% ../nbs/04b_runs.ipynb #558144e4
 def is_run_folder(out) -> bool:
     "Does `out` hold a bts_train run: a config.yaml that reads as a `TrainConfig`, or a model card written by bts_nb?"
     out = Path(out)
@@ -115,12 +128,14 @@ def is_run_folder(out) -> bool:
     try: return 'bts_nb_version' in json.loads((out/'model_card.json').read_text())
     except (OSError, ValueError, TypeError): return False
 
+# %% ../nbs/04b_runs.ipynb #9e2bee13
 def check_outside_data(out, data):
     "A run folder must not be, contain or lie inside a dataset folder."
     for src in data_sources(data) or []:
         if path_within(out, src) or path_within(src, out):
             raise ValueError(f"{out}: the run folder must not be, contain or lie inside the dataset folder {src}; choose another --out")
 
+# %% ../nbs/04b_runs.ipynb #2f74aa16
 def run_state(out) -> str:
     "In words: is the run in `out` finished, interrupted after some epochs, or stopped before its first epoch ended?"
     out, ckpt = Path(out), checkpoint_file(out)
@@ -130,6 +145,7 @@ def run_state(out) -> str:
     if (out/'model_card.json').exists(): return "finished"
     return "stopped before its first epoch ended: nothing to resume"
 
+# %% ../nbs/04b_runs.ipynb #b990c0ee
 def check_out_folder(out, resume:bool=False, overwrite:bool=False, data=None) -> str:
     "What `train` will do with `out`: 'new', 'resume' or 'overwrite'. Raises, and deletes nothing, when `out` must not be used."
     out = Path(out)
@@ -148,6 +164,7 @@ def check_out_folder(out, resume:bool=False, overwrite:bool=False, data=None) ->
     if not overwrite: raise FileExistsError(f"{out}: already holds a run ({run_state(out)}); choose another --out, or pass --overwrite to replace it")
     return 'overwrite'
 
+# %% ../nbs/04b_runs.ipynb #3e4bfbfc
 def clear_run_folder(out) -> list:
     "Delete the files a run writes (`RUN_FILES`) and stale temporary files from `out`; return the names of other entries, which stay."
     out = Path(out)

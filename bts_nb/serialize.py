@@ -27,6 +27,7 @@ class SaveError(OSError):
         super().__init__(self.msg)                      # one argument: fastai's callback wrapper keeps it readable
         self.errno = err.errno                          # after OSError.__init__, which would reset it
 
+# %% ../nbs/03b_serialize.ipynb #a375cc2f
 def atomic_write(path, write):
     "Call `write(tmp_path)`, then rename the temporary file onto `path`: readers see the old file or the new, never half."
     path = Path(path)
@@ -45,6 +46,7 @@ def atomic_write(path, write):
         if tmp and os.path.exists(tmp): os.remove(tmp)
     return path
 
+# %% ../nbs/03b_serialize.ipynb #b0afbd29
 def remove_stale_temps(folder) -> list:
     "Delete the temporary files `atomic_write` leaves behind when a process is killed mid-write (`.<name>.<random>.tmp`); returns them."
     folder = Path(folder)
@@ -53,15 +55,18 @@ def remove_stale_temps(folder) -> list:
     for p in stale: p.unlink(missing_ok=True)
     return stale
 
+# %% ../nbs/03b_serialize.ipynb #1d9ad05f
 def unwrapped_model(model):
     "The model inside a `DistributedDataParallel` wrapper (distributed training), so that its keys do not gain a `module.` prefix."
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
+# %% ../nbs/03b_serialize.ipynb #13350f32
 def save_weights(model, path):
     "The model's state_dict as safetensors at `path` (atomically)."
     state = {k: v.detach().cpu().contiguous() for k, v in unwrapped_model(model).state_dict().items()}
     return atomic_write(path, lambda tmp: save_file(state, tmp))
 
+# %% ../nbs/03b_serialize.ipynb #49b2b075
 def read_safetensors(path) -> dict:
     "The tensors of a safetensors file; a missing, empty, truncated or foreign file raises a one-line error that names it."
     path = Path(path)
@@ -70,6 +75,7 @@ def read_safetensors(path) -> dict:
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable safetensors file (empty, truncated or another format: {str(e)[:200]})") from None
 
+# %% ../nbs/03b_serialize.ipynb #5d72a759
 def load_weights(model, path, strict:bool=True):
     "Load a safetensors state_dict into `model`; a missing, unreadable or mismatched file raises naming it."
     path = Path(path)
@@ -94,6 +100,7 @@ def _plain(v):
     if isinstance(v, (np.generic, np.ndarray, torch.Tensor)) and np.size(v) == 1: return np.asarray(v).item()
     raise TypeError(f"cannot store {type(v).__name__} in a checkpoint's metadata")
 
+# %% ../nbs/03b_serialize.ipynb #ecf31d67
 def save_checkpoint(path, model, opt, epochs_done:int, train_seconds:float=0.0, extra:dict|None=None):
     "Model and fastai optimiser state, epochs done and training seconds, as one safetensors file (no pickle); `extra`: more named tensors the run needs to go on."
     tensors = {f'model/{k}': v.detach().cpu().clone().contiguous() for k, v in unwrapped_model(model).state_dict().items()}
@@ -111,6 +118,7 @@ def save_checkpoint(path, model, opt, epochs_done:int, train_seconds:float=0.0, 
                 n_opt_state=len(state['state']), opt_extra=extras, hypers=[{k: _plain(v) for k, v in h.items()} for h in state['hypers']])
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={'bts_nb': json.dumps(meta)}))
 
+# %% ../nbs/03b_serialize.ipynb #8ab85e3b
 def checkpoint_info(path) -> dict:
     "The metadata of a checkpoint (epochs_done, train_seconds, ...) without loading its tensors."
     path = Path(path)
@@ -122,21 +130,25 @@ def checkpoint_info(path) -> dict:
     if meta.get('format') != CHECKPOINT_FORMAT: raise ValueError(f"{path}: not a bts_nb checkpoint (format {meta.get('format')!r})")
     return meta
 
+# %% ../nbs/03b_serialize.ipynb #cf8c6f24
 def checkpoint_extra(path) -> dict:
     "The `extra` tensors of a checkpoint, by the names `save_checkpoint` was given."
     checkpoint_info(path)                                # refuses a pickle or another format first
     return _extra(read_safetensors(path))
 
+# %% ../nbs/03b_serialize.ipynb #29500b75
 def _extra(tensors:dict) -> dict:
     "The tensors `save_checkpoint` stored under `extra/`, by their own names."
     return {k[6:]: v for k, v in tensors.items() if k.startswith('extra/')}
 
+# %% ../nbs/03b_serialize.ipynb #6b36a760
 def _legacy(path):
     "A `checkpoint.pth` of an earlier bts_nb is a pickle: refused unread."
     raise ValueError(f"{path}: refused: a pickle checkpoint (from an earlier bts_nb, or planted); unpickling can run code and bts_nb "
                      f"loads only safetensors. The best weights so far are in model.safetensors beside it; to train again, "
                      f"start the run anew with --overwrite")
 
+# %% ../nbs/03b_serialize.ipynb #f9ee29a8
 def load_checkpoint(path, model, opt) -> dict:
     "Load a checkpoint from `save_checkpoint` into `model` and the fastai optimiser `opt` (a legacy `.pth` is refused); returns its metadata, with its `extra` tensors under 'extra'."
     path = Path(path)
@@ -159,6 +171,7 @@ MAX_SIZE = 1024
 
 def _is_int(v): return isinstance(v, int) and not isinstance(v, bool)
 
+# %% ../nbs/03b_serialize.ipynb #f9121f64
 def _small_value(v) -> bool:
     "A JSON value small enough for an architecture option: null, a boolean, a short string, a number up to 1024, a short list of those."
     if v is None or isinstance(v, bool): return True
@@ -167,6 +180,7 @@ def _small_value(v) -> bool:
     if isinstance(v, list): return len(v) <= 16 and all(_small_value(x) and not isinstance(x, list) for x in v)
     return False
 
+# %% ../nbs/03b_serialize.ipynb #5a6933b0
 def check_card(card, path='model_card.json') -> dict:
     "`card` if it follows the schema above, else a ValueError that names `path`, the key and what is wrong."
     if not isinstance(card, dict): raise ValueError(f"{path}: a model card is a JSON object, not a {type(card).__name__}")
@@ -190,6 +204,7 @@ def check_card(card, path='model_card.json') -> dict:
     if big: raise ValueError(f"{path}: 'arch_kw' {big[0]!r} is {kw[big[0]]!r}; options take booleans, short strings, numbers up to 1024 or short lists of them")
     return card
 
+# %% ../nbs/03b_serialize.ipynb #7aa5a2e2
 def read_card(exp_dir) -> dict:
     "The model card of an experiment folder, checked against the schema."
     path = Path(exp_dir).expanduser()/'model_card.json'
@@ -198,6 +213,7 @@ def read_card(exp_dir) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{path}: not valid JSON ({e})") from None
     return check_card(card, path)
 
+# %% ../nbs/03b_serialize.ipynb #130ec659
 def load_model(exp_dir, device='cpu'):
     "Rebuild the model described by `exp_dir/model_card.json` and load `exp_dir/model.safetensors` into it."
     exp_dir = Path(exp_dir).expanduser()
@@ -210,6 +226,7 @@ def load_model(exp_dir, device='cpu'):
                          f"{exp_dir/'model.safetensors'}: {str(e)[:300]}") from None
     return model.to(device).eval(), card
 
+# %% ../nbs/03b_serialize.ipynb #834433dd
 def save_card(card:dict, path) -> Path:
     "Check `card` against the schema and write it as JSON at `path`, atomically."
     check_card(card, path)
@@ -221,10 +238,12 @@ def is_cv_folder(out) -> bool:
     try: return isinstance(json.loads((Path(out)/'cv.json').read_text()).get('folds'), int)
     except (OSError, ValueError, AttributeError): return False
 
+# %% ../nbs/03b_serialize.ipynb #ad4018e6
 def fold_dirs(out) -> list:
     "The run folders of the cross-validation in `out`, in fold order."
     return [Path(out)/f'fold_{i}' for i in range(json.loads((Path(out)/'cv.json').read_text())['folds'])]
 
+# %% ../nbs/03b_serialize.ipynb #291b9bd9
 ENSEMBLE_AGREE = ('size', 'n_in', 'channel', 'threshold')
 FOLD_OWN_KEYS = ('metrics', 'best_epoch', 'split', 'split_counts', 'split_source', 'split_leak_check', 'train_minutes')
 

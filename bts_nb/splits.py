@@ -32,6 +32,7 @@ def _snap_cuts(cuts, scores, window):
         out.append(lo + int(np.argmin(scores[lo-1:hi])) if hi > lo else c)
     return sorted(set(out))
 
+# %% ../nbs/00b_splits.ipynb #9872905c
 def block_split(df:pd.DataFrame, valid_pct:float=0.2, test_pct:float=0.0, n_blocks:int=20, seed:int=42,
                 snap:int=8, scores:np.ndarray|None=None) -> pd.DataFrame:
     "Split by contiguous blocks of `order`: adds `block` and `split` ('train'/'valid'/'test') columns."
@@ -49,6 +50,7 @@ def block_split(df:pd.DataFrame, valid_pct:float=0.2, test_pct:float=0.0, n_bloc
     df['block'] = block
     return _assign(df, 'block', valid_pct, test_pct, seed)
 
+# %% ../nbs/00b_splits.ipynb #1124d6ef
 def _assign(df, col, valid_pct, test_pct, seed):
     "Assign whole groups of `col` to valid/test until each holds its share of the slices."
     groups = df[col].unique()
@@ -68,6 +70,7 @@ def _assign(df, col, valid_pct, test_pct, seed):
     df['split'] = df[col].map(split)
     return df
 
+# %% ../nbs/00b_splits.ipynb #c81e0747
 def group_split(df:pd.DataFrame, valid_pct:float=0.2, test_pct:float=0.0, seed:int=42, by:str='patient') -> pd.DataFrame:
     "Split by whole groups (patients): adds a `split` column ('train'/'valid'/'test')."
     if df[by].isna().any(): raise DataError(f"group_split: some rows have no '{by}'; use block_split")
@@ -81,11 +84,13 @@ def split_pairs(df:pd.DataFrame, valid_pct:float=0.2, test_pct:float=0.0, seed:i
     out.attrs.update(df.attrs)
     return out
 
+# %% ../nbs/00b_splits.ipynb #a29ee19c
 def shared_groups(df:pd.DataFrame, by:str='patient') -> list:
     "Values of `by` found on more than one side of the split (should be empty)."
     sides = df.groupby(by)['split'].nunique()
     return sides[sides > 1].index.tolist()
 
+# %% ../nbs/00b_splits.ipynb #3ed97721
 def save_split(df:pd.DataFrame, path) -> Path:
     "Save the split (one row per pair) as CSV, with absolute paths: the record of which slices were held out."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +100,6 @@ def save_split(df:pd.DataFrame, path) -> Path:
     for c in ('image', 'mask'): out[c] = [str(Path(p).resolve()) for p in out[c]]   # reusable from any working directory
     out.to_csv(path, index=False)
     return path
-
 
 # %% ../nbs/00b_splits.ipynb #503dbea3
 SPLIT_COLUMNS = {'image': ('image', 'image_path', 'img', 'img_path'), 'mask': ('mask', 'mask_path', 'label', 'label_path'),
@@ -118,6 +122,7 @@ def _standard_columns(df:pd.DataFrame, path) -> pd.DataFrame:
         df['split'] = side
     return df
 
+# %% ../nbs/00b_splits.ipynb #c8f5c2e2
 def load_split(path, need_split:bool=True) -> pd.DataFrame:
     "Read a split table (`save_split`'s, or one written elsewhere): common column names, paths relative to the table, every slice once and its files present. A `fold` column may stand in for `split` unless `need_split`."
     path = Path(path).expanduser()
@@ -150,12 +155,14 @@ def _group_key(df:pd.DataFrame) -> pd.Series:
     if 'source' in df and df['source'].nunique() > 1: key = df['source'].astype(str) + ':' + key.astype(str)
     return key.astype(str)
 
+# %% ../nbs/00b_splits.ipynb #2e6119fd
 def cv_blocks(n:int, k:int, min_block:int=16) -> int:
     "Blocks to cut `n` unnamed slices into for `k` folds: 4 per fold, but none shorter than `min_block` slices (longer than a patient)."
     if n // min_block < k: raise DataError(f"{n} slices without patient ids make at most {n // min_block} blocks of {min_block} or more "
                                            f"(blocks shorter than a patient would leak it), fewer than {k} folds: lower the folds or add data")
     return min(4 * k, n // min_block)
 
+# %% ../nbs/00b_splits.ipynb #4fa79629
 def _cut_blocks(df:pd.DataFrame, k:int, n_blocks:int|None=None) -> pd.DataFrame:
     "Blocks for the folds, cut in each source's own slice order (`block_split`'s cuts snap to patient boundaries); sources with patient ids need none."
     parts = []
@@ -165,6 +172,7 @@ def _cut_blocks(df:pd.DataFrame, k:int, n_blocks:int|None=None) -> pd.DataFrame:
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
 
+# %% ../nbs/00b_splits.ipynb #ef33ccdf
 def fold_groups(df:pd.DataFrame, k:int=5, seed:int=42, n_blocks:int|None=None) -> pd.DataFrame:
     "Adds `group` (patient, else block) and `fold` (0..k-1): whole groups per fold, dealt largest first to the fold with the fewest slices."
     if k < 2: raise DataError(f"fold_groups: k={k}; cross-validation needs at least 2 folds")
@@ -180,6 +188,7 @@ def fold_groups(df:pd.DataFrame, k:int=5, seed:int=42, n_blocks:int|None=None) -
     df['fold'] = df['group'].map(fold)
     return df
 
+# %% ../nbs/00b_splits.ipynb #1a5f8dcb
 def fold_split(df:pd.DataFrame, fold:int, valid_pct:float=0.2, seed:int=42) -> pd.DataFrame:
     "The split of cross-validation fold `fold` (a `fold_groups` table): the fold is 'test'; whole groups of the others make 'valid' (`valid_pct` of them) and 'train'."
     if fold not in set(df['fold']): raise DataError(f"fold_split: no fold {fold} (folds {sorted(set(df['fold']))})")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib, json, os, re
 from pathlib import Path
 import pandas as pd, torch
+from fastcore.basics import patch
 from torch.utils.data import Dataset, DataLoader
 from .readers import DataError
 from .encoders import file_sha256
@@ -25,10 +26,12 @@ def parse_shard(shard:str|None) -> tuple[int, int]|None:
         raise ValueError(f"--shard {shard}: write it as i/n with 0 <= i < n, e.g. 0/4 for the first of four parts")
     return int(m[1]), int(m[2])
 
+# %% ../nbs/05a_streaming.ipynb #62515633
 def shard_of(name:str, n:int) -> int:
     "The shard (0..n-1) that the file called `name` belongs to; the same on every machine."
     return int.from_bytes(hashlib.sha1(Path(name).name.encode()).digest()[:8], 'big') % n
 
+# %% ../nbs/05a_streaming.ipynb #bb4181a3
 def shard_files(files:list, shard:str|tuple|None) -> list:
     "The files of `files` that belong to `shard` ('i/n' or (i, n)), in their order; all of them for None."
     if shard is None: return list(files)
@@ -71,31 +74,39 @@ class PredictionLog:
     def _count(self) -> int:
         with open(self.path, 'rb') as f: return max(0, sum(1 for _ in f) - 1)
 
-    def _reopen(self):
-        "Check that the log was written by this model and these settings, and drop a line cut short by a kill."
-        raw = self.path.read_bytes()
-        header = raw.split(b'\n', 1)[0].decode(errors='replace').strip()
-        if header != ','.join(self.columns):
-            raise ValueError(f"{self.path}: its columns ({header[:80]}…) are not the ones this version writes; choose another --out, or --overwrite")
-        old = json.loads(self.meta.read_text()) if self.meta.exists() else {}
-        differ = [k for k in self.settings if k in old and old[k] != self.settings[k]]
-        if differ: raise ValueError(f"{self.path}: was written with other settings ({', '.join(f'{k}: {old[k]} then, {self.settings[k]} now' for k in differ)}); "
-                                    "resume with the same ones, or choose another --out")
-        if not raw.endswith(b'\n'):                        # the last row was cut by a kill: drop it, its slice is redone
-            with open(self.path, 'r+b') as f: f.truncate(raw.rfind(b'\n') + 1)
-        self._write_meta()
+# %% ../nbs/05a_streaming.ipynb #b78bb6e0
+@patch
+def _reopen(self:PredictionLog):
+    "Check that the log was written by this model and these settings, and drop a line cut short by a kill."
+    raw = self.path.read_bytes()
+    header = raw.split(b'\n', 1)[0].decode(errors='replace').strip()
+    if header != ','.join(self.columns):
+        raise ValueError(f"{self.path}: its columns ({header[:80]}…) are not the ones this version writes; choose another --out, or --overwrite")
+    old = json.loads(self.meta.read_text()) if self.meta.exists() else {}
+    differ = [k for k in self.settings if k in old and old[k] != self.settings[k]]
+    if differ: raise ValueError(f"{self.path}: was written with other settings ({', '.join(f'{k}: {old[k]} then, {self.settings[k]} now' for k in differ)}); "
+                                "resume with the same ones, or choose another --out")
+    if not raw.endswith(b'\n'):                        # the last row was cut by a kill: drop it, its slice is redone
+        with open(self.path, 'r+b') as f: f.truncate(raw.rfind(b'\n') + 1)
+    self._write_meta()
 
-    def append(self, rows:list[dict]):
-        "Append `rows` (dicts keyed by column) and sync them to disk."
-        if rows: self._write_text(pd.DataFrame(rows).reindex(columns=self.columns).to_csv(header=False, index=False))
+# %% ../nbs/05a_streaming.ipynb #d112f6bf
+@patch
+def append(self:PredictionLog, rows:list[dict]):
+    "Append `rows` (dicts keyed by column) and sync them to disk."
+    if rows: self._write_text(pd.DataFrame(rows).reindex(columns=self.columns).to_csv(header=False, index=False))
 
-    def read(self) -> pd.DataFrame:
-        "The rows logged so far."
-        return pd.read_csv(self.path)
+# %% ../nbs/05a_streaming.ipynb #6bf2ce41
+@patch
+def read(self:PredictionLog) -> pd.DataFrame:
+    "The rows logged so far."
+    return pd.read_csv(self.path)
 
-    def done(self, key:str='file') -> set:
-        "The file names (not paths: the archive may be mounted elsewhere on resume) logged so far."
-        return {Path(f).name for f in pd.read_csv(self.path, usecols=[key])[key]}
+# %% ../nbs/05a_streaming.ipynb #269c5026
+@patch
+def done(self:PredictionLog, key:str='file') -> set:
+    "The file names (not paths: the archive may be mounted elsewhere on resume) logged so far."
+    return {Path(f).name for f in pd.read_csv(self.path, usecols=[key])[key]}
 
 # %% ../nbs/05a_streaming.ipynb #24999070
 class SliceStream(Dataset):
@@ -108,8 +119,10 @@ class SliceStream(Dataset):
         except DataError as e: return p, None, str(e)
         except Exception as e: return p, None, f"{p}: could not be read ({type(e).__name__}: {e})"
 
+# %% ../nbs/05a_streaming.ipynb #bc9b8d9e
 def _one_thread(_): torch.set_num_threads(1)
 
+# %% ../nbs/05a_streaming.ipynb #337a0d81
 def stream_batches(files:list, load, bs:int=8, workers:int=0, prefetch:int=2) -> DataLoader:
     "Batches (lists) of `SliceStream` items, in the order of `files`, loaded by `workers` processes (0: in this one)."
     return DataLoader(SliceStream(files, load), batch_size=bs, shuffle=False, num_workers=workers, collate_fn=list,
@@ -120,6 +133,7 @@ def shard_log_name(i:int, n:int) -> str:
     "The file name of shard `i` of `n`'s prediction log."
     return f'predictions.shard-{i}-of-{n}.csv'
 
+# %% ../nbs/05a_streaming.ipynb #34bb00e7
 def merge_shards(out, names:list, n:int) -> pd.DataFrame:
     "The rows of the `n` shard logs in `out`, one per input (`names`: the inputs' file names or paths, in order); raises if any is missing or repeated."
     out = Path(out)

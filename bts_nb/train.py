@@ -8,19 +8,21 @@ import json, signal, sys, time, dataclasses
 from .readers import quiet_fastai_import
 with quiet_fastai_import():
     from pathlib import Path
-    import numpy as np, pandas as pd, torch, torch.nn.functional as F
+    import numpy as np, pandas as pd, torch
     from fastai.torch_core import set_seed
     from fastai.callback.progress import ProgressCallback
     import bts_nb
-    from bts_nb.readers import read_mask, DataError, few_names, n_input_channels
+    from bts_nb.readers import DataError, few_names, n_input_channels
     from bts_nb.splits import save_split
-    from bts_nb.data import seg_dataloaders, image_size
+    from bts_nb.data import seg_dataloaders
     from bts_nb.models import build_model
     from bts_nb.learner import seg_learner, encoder_splitter
     from bts_nb.leaks import check_split, describe_leaks
     from bts_nb.encoders import PACKAGED_ENCODERS, weights_record
     from bts_nb.losses import get_loss
-    from bts_nb.metrics import per_image_metrics, summarize_metrics
+    from bts_nb.metrics import summarize_metrics
+    from bts_nb.inference import Segmenter
+    from bts_nb.evaluate import evaluate_dataset
     import matplotlib.pyplot as plt
     from bts_nb.callbacks import (training_callbacks, resolve_precision, boundary_ramp, resume_from_checkpoint, fit_one_cycle_from,
                                   EpochLog, KeepBest, EpochCheckpoint, WeightAverage)
@@ -30,7 +32,7 @@ with quiet_fastai_import():
     from bts_nb.runs import TrainConfig, checkpoint_file, check_out_folder, clear_run_folder, check_outside_data
 
 # %% auto #0
-__all__ = ['train_speed', 'epochs_for_budget', 'predict_rows', 'evaluate_rows', 'model_card', 'plot_curves', 'train']
+__all__ = ['train_speed', 'epochs_for_budget', 'evaluate_rows', 'model_card', 'plot_curves', 'train']
 
 # %% ../nbs/05_train.ipynb #5d8db1ef
 def train_speed(cfg:TrainConfig, steps:int=5, warmup:int=2, frozen:bool=False, channels_last:bool|None=None) -> float:
@@ -57,6 +59,7 @@ def train_speed(cfg:TrainConfig, steps:int=5, warmup:int=2, frozen:bool=False, c
             if i >= warmup: times.append(time.perf_counter() - t)
         return cfg.bs / float(np.median(times))
 
+# %% ../nbs/05_train.ipynb #594f742f
 def epochs_for_budget(budget_min:float, n_train:int, img_s:float, model_share:float=0.75, frozen_epochs:int=0, frozen_img_s:float|None=None) -> int:
     "Epochs of `n_train` images that fit `budget_min` minutes at `img_s` training images/s, the model taking `model_share` of the time (at least 1); the first `frozen_epochs` run at `frozen_img_s`."
     seconds = budget_min * 60
@@ -65,6 +68,7 @@ def epochs_for_budget(budget_min:float, n_train:int, img_s:float, model_share:fl
         if seconds <= 0: return max(1, int(budget_min * 60 * frozen_img_s * model_share // n_train))
     return max(1, frozen_epochs + int(seconds * img_s * model_share // n_train))
 
+# %% ../nbs/05_train.ipynb #5b6921bb
 def _fit_budget(cfg, dls, out, verbose) -> dict:
     "Probe this machine, choose the epochs that fit `cfg.budget_min`, and record the choice in out/budget.json."
     n_train = int((dls.pairs.split == 'train').sum())
@@ -79,30 +83,18 @@ def _fit_budget(cfg, dls, out, verbose) -> dict:
                       f"so {budget['budget_epochs']} epoch{'s' * (budget['budget_epochs'] != 1)} of {n_train} images")
     return budget
 
+# %% ../nbs/05_train.ipynb #a7197514
 def _read_budget(out) -> dict|None:
     p = Path(out)/'budget.json'
     return json.loads(p.read_text()) if p.exists() else None
 
-# %% ../nbs/05_train.ipynb #efbb8382
-def predict_rows(learn, rows:pd.DataFrame, bs:int=16) -> list[np.ndarray]:
-    "Probability maps (H, W) at each row's original image size, from the learner's model."
-    dl = learn.dls.test_dl([r for _, r in rows.iterrows()], bs=bs)
-    probs = learn.get_preds(dl=dl, reorder=False)[0][:, 0]
-    out = []
-    for p, img in zip(probs, rows['image']):
-        w, h = image_size(img)
-        out.append(F.interpolate(p[None, None], size=(h, w), mode='bilinear', align_corners=False)[0, 0].numpy())
-    return out
-
+# %% ../nbs/05_train.ipynb #94183ae0
 def evaluate_rows(learn, rows:pd.DataFrame, threshold:float=0.5) -> pd.DataFrame:
-    "Per-image metrics of `learn` on `rows` (a pairs table), at the original resolution."
-    probs = predict_rows(learn, rows)
-    targs = [read_mask(m) for m in rows['mask']]
-    tables = [per_image_metrics(p[None], t[None], names=[Path(n).name], threshold=threshold) for p, t, n in zip(probs, targs, rows['image'])]
-    tab = pd.concat(tables, ignore_index=True)
-    tab.insert(1, 'image', rows['image'].tolist())
-    if 'patient' in rows and rows['patient'].notna().any(): tab.insert(2, 'patient', rows['patient'].tolist())   # per-patient volumes
-    return tab
+    "Per-image metrics of `learn`'s model on `rows` (a pairs table) at each image's own size, scored as `bts_evaluate` scores a saved model."
+    seg = Segmenter.from_model(learn.model, learn.dls.size, learn.dls.channel, threshold)
+    tab = evaluate_dataset(seg, split=rows, verbose=False)
+    tab.insert(0, 'name', [Path(p).name for p in tab['image']])
+    return tab if tab['patient'].notna().any() else tab.drop(columns='patient')
 
 # %% ../nbs/05_train.ipynb #d0569e5e
 def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_epoch:int, epochs_trained:int, budget:dict|None=None,
@@ -118,6 +110,7 @@ def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_ep
                 encoder_weights=_encoder_weights(cfg), split_source=cfg.split or 'made by bts_train', split_leak_check=leak_check,
                 allow_leaky_split=cfg.allow_leaky_split, processes=world_size(), global_batch=cfg.bs * world_size(), **(budget or {}))
 
+# %% ../nbs/05_train.ipynb #43f61c6a
 def _encoder_weights(cfg) -> dict|None:
     "Where the encoder's starting weights came from (package, version, sha256), for a pretrained run."
     enc = cfg.arch_kw.get('encoder')
@@ -154,6 +147,7 @@ def _epoch_log(log_path, resume_epochs) -> list:
     "`EpochLog` into `log_path`, or nothing (the processes of a distributed run other than the first write no files)."
     return [EpochLog(log_path, resume_epochs=resume_epochs)] if log_path else []
 
+# %% ../nbs/05_train.ipynb #25e73561
 def _fit(learn, cfg:TrainConfig, start:int, cbs:list, log_path, resume:bool):
     "Train epochs `start`.. of `cfg`: one cycle of every layer, or with `freeze_epochs` fastai's fine_tune schedule (frozen, then unfrozen)."
     n_frozen = min(cfg.freeze_epochs, cfg.epochs - 1) if cfg.pretrained else 0
@@ -179,8 +173,10 @@ def _fit(learn, cfg:TrainConfig, start:int, cbs:list, log_path, resume:bool):
 # %% ../nbs/05_train.ipynb #16a7ab63
 class _Terminated(KeyboardInterrupt): "SIGTERM, turned into the same path as Ctrl-C."
 
+# %% ../nbs/05_train.ipynb #e0dcaaf1
 def _on_sigterm(signum, frame): raise _Terminated()
 
+# %% ../nbs/05_train.ipynb #79450bc7
 def _data_and_learner(cfg:TrainConfig, out, resume:bool, verbose:bool) -> tuple:
     "Seeded DataLoaders (a resumed run's own split.csv) and the Learner: everything that fails on bad input, before the folder is touched."
     set_seed(cfg.seed, reproducible=True)
@@ -191,6 +187,7 @@ def _data_and_learner(cfg:TrainConfig, out, resume:bool, verbose:bool) -> tuple:
     learn = seg_learner(dls, cfg.arch, cfg.loss, pretrained=cfg.pretrained, threshold=cfg.threshold, wd=cfg.wd, **cfg.arch_kw)   # missing weights fail here
     return dls, learn, leak_check
 
+# %% ../nbs/05_train.ipynb #dd83c788
 def _check_users_split(cfg:TrainConfig, dls) -> dict:
     "A split the user brings is checked for leaks (`bts_nb.leaks`); one that leaks, or that the check cannot judge, stops the run unless `allow_leaky_split`."
     _, summary, _ = check_split(dls.pairs, channel=cfg.channel)
@@ -202,6 +199,7 @@ def _check_users_split(cfg:TrainConfig, dls) -> dict:
                         f"To train on it anyway (the model card records it), pass --allow_leaky_split (allow_leaky_split=True).")
     return summary
 
+# %% ../nbs/05_train.ipynb #a639f374
 def _open_folder(out, mode:str, verbose:bool):
     "Clear the run being replaced (files bts_train did not write stay), create the folder, drop temporaries of a killed write."
     if mode == 'overwrite':
@@ -210,6 +208,7 @@ def _open_folder(out, mode:str, verbose:bool):
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
 
+# %% ../nbs/05_train.ipynb #94897c06
 def _start_new(cfg:TrainConfig, out, dls, verbose:bool, leak_check:dict|None=None) -> TrainConfig:
     "A new run: turn a budget into epochs, then write config.yaml (what will run), split.csv and, for a user's split, leak_check.json."
     budget = _fit_budget(cfg, dls, out, verbose) if cfg.budget_min else None
@@ -219,6 +218,7 @@ def _start_new(cfg:TrainConfig, out, dls, verbose:bool, leak_check:dict|None=Non
     if leak_check is not None: atomic_write(out/'leak_check.json', lambda tmp: Path(tmp).write_text(json.dumps(leak_check, indent=2)))
     return cfg
 
+# %% ../nbs/05_train.ipynb #865f2f50
 def _run_callbacks(cfg:TrainConfig, out, learn, resume:bool, verbose:bool) -> tuple:
     "The run's callbacks and where it starts: epoch 0, or after the checkpoint's epochs, with its seconds and best Dice restored."
     ckpt = checkpoint_file(out) if resume else None
@@ -236,10 +236,12 @@ def _run_callbacks(cfg:TrainConfig, out, learn, resume:bool, verbose:bool) -> tu
         if verbose: print(f"resuming {out} after epoch {start} of {cfg.epochs} (best Dice so far {best:.4f})")
     return start, seconds_before, cbs
 
+# %% ../nbs/05_train.ipynb #8aee4751
 def _saved_epochs(out) -> int:
     ckpt = checkpoint_file(out)
     return checkpoint_info(ckpt)['epochs_done'] if ckpt else 0
 
+# %% ../nbs/05_train.ipynb #84e7f468
 def _fit_keeping_epochs(learn, cfg:TrainConfig, out, start:int, cbs:list, resume:bool, mode:str) -> float:
     "Fit; on Ctrl-C or SIGTERM keep the finished epochs (a run with none is cleared) and say how to go on. Returns the seconds spent."
     old, t0 = signal.signal(signal.SIGTERM, _on_sigterm), time.time()
@@ -258,6 +260,7 @@ def _fit_keeping_epochs(learn, cfg:TrainConfig, out, start:int, cbs:list, resume
     finally: signal.signal(signal.SIGTERM, old)
     return time.time() - t0
 
+# %% ../nbs/05_train.ipynb #09eeaea5
 def _evaluate_held_out(learn, dls, out, threshold:float) -> dict:
     "The best weights on the validation and test images at their own size: per_image_<side>.csv, eval.json; returns the summaries."
     if (out/'model.safetensors').exists(): load_weights(learn.model, out/'model.safetensors')
@@ -271,6 +274,7 @@ def _evaluate_held_out(learn, dls, out, threshold:float) -> dict:
     atomic_write(out/'eval.json', lambda tmp: Path(tmp).write_text(json.dumps(summaries, indent=2)))
     return summaries
 
+# %% ../nbs/05_train.ipynb #2a4516d4
 def _finish(cfg:TrainConfig, out, learn, dls, summaries:dict, seconds:float):
     "model_card.json and curves.png; then the checkpoint and stray temporaries go: the run is complete."
     log = pd.read_csv(out/'metrics.csv')                  # every epoch, across resumes
@@ -290,6 +294,7 @@ def _same_split_everywhere(dls):
     if broadcast_object(int(mine)) != int(mine):
         raise RuntimeError("the processes of this distributed run drew different splits: give them the same --data, --split and --seed")
 
+# %% ../nbs/05_train.ipynb #a570849a
 def train(cfg:TrainConfig, out, resume:bool=False, overwrite:bool=False, verbose:bool=True) -> dict:
     "Train `cfg` into the folder `out` (see the table above); returns the evaluation summaries."
     out = Path(out).expanduser().resolve()

@@ -33,6 +33,7 @@ def show_case(img, truth, pred, title:str|None=None, axs=None):
 # %% ../nbs/07_visualize.ipynb #997f5b1c
 def _mask_path(pred_dir, file): return Path(pred_dir)/f'{Path(file).stem}_mask.png'
 
+# %% ../nbs/07_visualize.ipynb #4bb8410e
 def show_ranked(table:pd.DataFrame, pred_dir, truths:dict, k:int=3, worst:bool=True):
     "Panels for the `k` worst (or best) images of a predictions table by Dice."
     t = table[table.dice.notna()].sort_values('dice', ascending=worst).head(k)
@@ -43,6 +44,7 @@ def show_ranked(table:pd.DataFrame, pred_dir, truths:dict, k:int=3, worst:bool=T
     fig.suptitle(f"{'worst' if worst else 'best'} {len(t)} by Dice", y=1.0); fig.tight_layout()
     return fig
 
+# %% ../nbs/07_visualize.ipynb #75626576
 def dice_histogram(table:pd.DataFrame, ax=None, label:str|None=None):
     "Histogram of per-image Dice with mean and median marked."
     d = table.dice.dropna()

@@ -11,6 +11,7 @@ with quiet_fastai_import():
     import numpy as np
     from PIL import Image
     import ipywidgets as W
+    from fastcore.basics import patch
     from bts_nb.readers import read_mask, DataError
     from bts_nb.metrics import dice_score, hd95
     from bts_nb.inference import Segmenter, overlay, postprocess, read_input
@@ -40,6 +41,7 @@ def render_case(img, pred=None, truth=None, show_pred=True, show_truth=True, sho
     if scale != 1: rgb = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] * scale, rgb.shape[0] * scale), Image.NEAREST))
     return rgb
 
+# %% ../nbs/08_widgets.ipynb #eaece708
 def png_bytes(rgb) -> bytes:
     "An RGB (or grey) uint8 array encoded as PNG bytes, for an `ipywidgets.Image`."
     buf = io.BytesIO(); Image.fromarray(rgb).save(buf, format='PNG'); return buf.getvalue()
@@ -65,34 +67,45 @@ class PredictionExplorer:
         for w in (self.case, self.show_pred, self.show_truth, self.show_errors, self.zoom): w.observe(self._draw, 'value')
         self._rethreshold()
 
-    def _rethreshold(self, *_):
-        self.preds = [postprocess(p > self.threshold.value, self.seg.min_size, self.seg.keep_largest) for p in self.probs]
-        self.dice = np.array([dice_score(p, t) for p, t in zip(self.preds, self.truths)])
-        order = np.argsort(self.dice, kind='stable')
-        current = self.case.value
-        self.case.options = [(f'{self.names[i]}  Dice {self.dice[i]:.3f}', int(i)) for i in order]
-        self.case.value = current if current is not None else int(order[0])
-        self._draw()
+# %% ../nbs/08_widgets.ipynb #371129d0
+@patch
+def _rethreshold(self:PredictionExplorer, *_):
+    self.preds = [postprocess(p > self.threshold.value, self.seg.min_size, self.seg.keep_largest) for p in self.probs]
+    self.dice = np.array([dice_score(p, t) for p, t in zip(self.preds, self.truths)])
+    order = np.argsort(self.dice, kind='stable')
+    current = self.case.value
+    self.case.options = [(f'{self.names[i]}  Dice {self.dice[i]:.3f}', int(i)) for i in order]
+    self.case.value = current if current is not None else int(order[0])
+    self._draw()
 
-    def step(self, k:int=1):
-        "Move `k` cases along the list (worst first), wrapping round at either end."
-        order = [v for _, v in self.case.options]
-        self.case.value = order[(order.index(self.case.value) + k) % len(order)]
+# %% ../nbs/08_widgets.ipynb #ea4226f3
+@patch
+def step(self:PredictionExplorer, k:int=1):
+    "Move `k` cases along the list (worst first), wrapping round at either end."
+    order = [v for _, v in self.case.options]
+    self.case.value = order[(order.index(self.case.value) + k) % len(order)]
 
-    def _draw(self, *_):
-        i = self.case.value
-        if i is None: return
-        self.image.value = png_bytes(render_case(self.imgs[i], self.preds[i], self.truths[i], self.show_pred.value,
-                                                 self.show_truth.value, self.show_errors.value, self.zoom.value))
-        self.info.value = (f"<b>{self.names[i]}</b>: Dice {self.dice[i]:.3f}, HD95 {hd95(self.preds[i], self.truths[i]):.1f} px, "
-                           f"predicted {int(self.preds[i].sum())} px, true {int(self.truths[i].sum())} px; "
-                           f"mean Dice of all {len(self.dice)}: {self.dice.mean():.3f}")
+# %% ../nbs/08_widgets.ipynb #fb8f4df8
+@patch
+def _draw(self:PredictionExplorer, *_):
+    i = self.case.value
+    if i is None: return
+    self.image.value = png_bytes(render_case(self.imgs[i], self.preds[i], self.truths[i], self.show_pred.value,
+                                             self.show_truth.value, self.show_errors.value, self.zoom.value))
+    self.info.value = (f"<b>{self.names[i]}</b>: Dice {self.dice[i]:.3f}, HD95 {hd95(self.preds[i], self.truths[i]):.1f} px, "
+                       f"predicted {int(self.preds[i].sum())} px, true {int(self.truths[i].sum())} px; "
+                       f"mean Dice of all {len(self.dice)}: {self.dice.mean():.3f}")
 
-    def widget(self):
-        return W.VBox([W.HBox([self.prev, self.case, self.next, self.threshold]), W.HBox([self.show_pred, self.show_truth, self.show_errors, self.zoom]),
-                       self.info, self.image])
+# %% ../nbs/08_widgets.ipynb #0235ea19
+@patch
+def widget(self:PredictionExplorer):
+    "The explorer's controls, its summary line and the case's image, as one box to display."
+    return W.VBox([W.HBox([self.prev, self.case, self.next, self.threshold]), W.HBox([self.show_pred, self.show_truth, self.show_errors, self.zoom]),
+                   self.info, self.image])
 
-    def _ipython_display_(self): from IPython.display import display; display(self.widget())
+# %% ../nbs/08_widgets.ipynb #93f90f4a
+@patch
+def _ipython_display_(self:PredictionExplorer): from IPython.display import display; display(self.widget())
 
 # %% ../nbs/08_widgets.ipynb #ee51e772
 class UploadSegmenter:

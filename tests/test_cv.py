@@ -59,8 +59,8 @@ def test_cv_refuses_bad_options_and_foreign_folders(cv_run, tmp_path):
     data, cv, _ = cv_run
     res = cli('bts_train', '--data', data, '--out', tmp_path/'a', '--folds', 1, *ONE_EPOCH)
     assert res.returncode == 2 and 'at least 2 folds' in res.stderr
-    res = cli('bts_train', '--data', data, '--out', tmp_path/'b', '--folds', 4, *ONE_EPOCH)   # 48 slices: 3 blocks of 16 at most
-    assert res.returncode == 2 and 'fewer than 4 folds' in res.stderr
+    res = cli('bts_train', '--data', data, '--out', tmp_path/'b', '--folds', 7, *ONE_EPOCH)   # 6 patients
+    assert res.returncode == 2 and 'cannot make 7 folds' in res.stderr
     res = cli('bts_train', '--data', data, '--out', tmp_path/'c', '--folds', 3, '--split', cv/'splits'/'fold_0.csv', *ONE_EPOCH)
     assert res.returncode == 2 and 'makes its own splits' in res.stderr
     res = cli('bts_train', '--data', data, '--out', tmp_path/'d', '--folds', 3, '--test_pct', 0.2, *ONE_EPOCH)

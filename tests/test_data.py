@@ -79,7 +79,7 @@ def test_split_is_deterministic_and_saved(kaggle_dir, tmp_path):
 
 def test_loaders_default_to_synthetic_data():
     dls = seg_dataloaders(size=64, bs=4, verbose=False)
-    assert len(dls.pairs) == 240 and shared_groups(dls.pairs, 'block') == []
+    assert len(dls.pairs) == 240 and dls.pairs.patient.notna().all() and shared_groups(dls.pairs, 'patient') == []
     xb, yb = dls.one_batch()
     assert xb.shape == (4, 1, 64, 64)
     assert abs(float(xb.mean())) < 0.1            # per-image z-scored

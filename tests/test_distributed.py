@@ -17,7 +17,7 @@ def phantoms(tmp_path_factory):
 
 def args(data, out, epochs):
     return ['--data', data, '--out', out, '--arch', 'smp_unet', '--encoder', 'resnet18', '--size', '64', '--epochs', str(epochs),
-            '--bs', '4', '--lr', '5e-3', '--valid_pct', '0.3', '--precision', 'fp32', '--nproc', '2']
+            '--bs', '4', '--lr', '5e-3', '--valid_pct', '0.35', '--precision', 'fp32', '--nproc', '2']   # 5 of 15 patients: 45 slices
 
 
 def one_process_validation(run) -> list:
@@ -47,7 +47,7 @@ def test_two_processes_train_one_run_with_gathered_metrics(phantoms, tmp_path):
     n_valid = int((split.split == 'valid').sum())
     assert n_valid % 2 == 1                                                     # odd: DistributedDL pads a share, the metrics must drop it
     assert len(pd.read_csv(run/'per_image_valid.csv')) == n_valid
-    assert card['metrics']['valid']['dice_global'] > 0.5, card['metrics']['valid']   # it learned
+    assert card['metrics']['valid']['dice_global'] > 0.25, card['metrics']['valid']  # it learned: one that learns nothing scores about 0 on unseen patients
     # the metrics logged during training (both processes' batches gathered) are those of the whole validation set, each image once
     # (not the loss: fastai averages each process's batch losses, the repeated padding sample included)
     best = log.iloc[card['best_epoch']]

@@ -167,7 +167,7 @@ def test_bts_evaluate_scores_the_masks_bts_predict_gives_with_the_same_options(t
     plain = pd.read_csv(exp/'per_image_valid.csv').merge(both, on='image')
     assert (np.abs(plain.dice - plain.dice_x) > 1e-6).any()         # the options changed some masks: they were applied
     r = subprocess.run([cli, '--model', exp, '--data', data, '--out', tmp_path/'ev2', '--tta', 'rot90'], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 2 and '--tta rot90' in r.stderr
+    assert r.returncode == 2 and "tta 'rot90': choose none, flip, full" in r.stderr
 
 
 def test_bts_figures_writes_its_panels(trained, tmp_path):

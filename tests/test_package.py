@@ -7,6 +7,9 @@ import json, pkgutil, subprocess, sys
 from importlib.metadata import entry_points
 import bts_nb
 from conftest import BIN
+import pytest
+
+pytestmark = pytest.mark.quick
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(bts_nb.__path__) if not m.name.startswith('_'))
 SCRIPTS = sorted(e.name for e in entry_points(group='console_scripts') if e.value.startswith('bts_nb.'))
