@@ -3,7 +3,8 @@ to hide a missing import), and every console script answers --help.
 
 One fresh interpreter checks all modules, and one all scripts: each start pays about 10 s of torch and fastai imports
 on a 2-core CPU, and Python modules share no names, so importing them one after another hides no missing import."""
-import json, pkgutil, subprocess, sys
+import json, pkgutil, statistics, subprocess, sys
+from pathlib import Path
 from importlib.metadata import entry_points
 import bts_nb
 from conftest import BIN
@@ -71,3 +72,17 @@ def test_an_installed_wrapper_runs():
     "One script through its file in bin/, as a shell runs it."
     r = subprocess.run([str(BIN/'bts_train'), '--help'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and 'usage:' in r.stdout and '--pretrained' in r.stdout, r.stderr[-2000:]
+
+
+def exported_cell_lengths() -> list[int]:
+    "Non-blank lines of every exported notebook cell, its `#| export` line aside."
+    nbs = sorted((Path(__file__).resolve().parents[1]/'nbs').glob('*.ipynb'))
+    cells = [''.join(c['source']) for p in nbs for c in json.loads(p.read_text())['cells'] if c['cell_type'] == 'code']
+    return [sum(1 for line in s.splitlines() if line.strip()) - 1 for s in cells if s.startswith('#| export')]
+
+
+def test_exported_cells_keep_fastais_rhythm():
+    "One function or class per exported cell, shown and tested after it: cells stay short enough to read as a chapter."
+    lengths = exported_cell_lengths()
+    assert len(lengths) > 100 and statistics.median(lengths) <= 15, statistics.median(lengths)
+    assert max(lengths) <= 40, sorted(lengths)[-5:]
