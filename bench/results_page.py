@@ -192,6 +192,17 @@ under 200 pixels).""",
          table=lambda: '\n\n'.join([csv('encoders_speed.csv', ['arch', 'encoder', 'size', 'bs', 'precision', 'params_M', 'train_img_s', 'cpu', 'threads']),
                                     csv('archs.csv'), csv('inference.csv', ['arch', 'train_size', 'input_px', 'tta', 'bs', 'n', 'slices_per_s', 'peak_rss_mb']),
                                     csv('archive/archive.csv')])),
+    dict(title='CPU inference: PyTorch, TorchScript, ONNX Runtime',
+         needs=['inference_backends.csv'],
+         text="""The default network (smp_unet, lite0) at each input size through each backend, 96 real Figshare slices in batches of 8,
+each row a fresh process. `startup_s` runs from the process's start to its first batch done; `max_prob_diff` is the largest
+difference from eager PyTorch's probabilities. On a CPU, `bts_predict`, `bts_evaluate` and the app take ONNX Runtime
+whenever the run has a current `model.onnx`. The OpenVINO rows (the registry package `openvino`, not a requirement of
+bts_nb) run the same `model.onnx`: in float32, and in bfloat16 on the CPU's bf16 instructions, which changes the
+probabilities (`max_prob_diff`), so it is not adopted without a Dice check on trained models.""",
+         commands=['python bench/backends.py --data ~/data/figshare'],
+         records=['inference_backends.csv'],
+         table=lambda: csv('inference_backends.csv')),
     dict(title='Several processes',
          needs=['distributed.csv'],
          text="""The default recipe on the phantoms in one and in two DDP processes on the same 2 cores (gloo). With `--bs 8` per

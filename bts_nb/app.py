@@ -14,6 +14,7 @@ from .readers import DataError, read_mask
 from .phantoms import synthetic_root
 from .inference import Segmenter, overlay, read_input
 from .serialize import is_cv_folder, fold_dirs, path_within
+from .onnx_runtime import choose_backend, ONNX_FILE
 
 # %% auto #0
 __all__ = ['ALLOWED_SUFFIXES', 'MAX_PIXELS', 'UNCERTAINTY_VMAX', 'START_MESSAGE', 'SPACE_ENTRIES', 'uncertainty_overlay',
@@ -179,7 +180,7 @@ def build_app(model_dir, examples=None, examples_label:str|None=None, max_mb:flo
     with gr.Blocks(title='bts_nb: brain-tumour segmentation', analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(f"## Brain-tumour segmentation of one MRI slice\n"
                     f"Model: {kind}, input {card['size']}×{card['size']} px, trained on {Path(str(card.get('data') or '')).name or 'synthetic data'}. "
-                    f"A research tool, not a medical device.")
+                    f"Runs with {'ONNX Runtime' if app.seg.backend == 'onnx' else 'PyTorch'}. A research tool, not a medical device.")
         with gr.Row():
             with gr.Column():
                 upload = gr.File(label=f"MRI slice (png, jpg or tif, up to {max_mb:g} MB)", file_types=list(ALLOWED_SUFFIXES),
@@ -267,6 +268,7 @@ def write_space(model_dir, out, overwrite:bool=False, examples=None) -> Path:
             elif q.exists() or q.is_symlink(): q.unlink()
     (out/'model').mkdir(parents=True)
     for f in ('model.safetensors', 'model_card.json'): shutil.copy(model_dir/f, out/'model'/f)
+    if choose_backend(model_dir)[0] == 'onnx': shutil.copy(model_dir/ONNX_FILE, out/'model'/ONNX_FILE)   # the Space runs on a CPU: ONNX Runtime serves it
     pkg = Path(bts_nb.__file__).parent
     shutil.copytree(pkg, out/'bts_nb', ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
     (out/'examples').mkdir()

@@ -85,19 +85,20 @@ def bts_evaluate(
     min_size:int=0,            # drop predicted components smaller than this many pixels
     keep_largest:store_true=False,  # keep only the largest predicted component
     device:str='auto',         # cpu, cuda or auto
+    backend:str='auto',        # auto (ONNX Runtime on a CPU when the run has a current model.onnx, else PyTorch), torch or onnx
 ):
     "Evaluate a trained model on a data set: per-image metrics, summary, false-positive slice rate by minimum area."
     if model is None or out is None or (data is None) == (split is None):
         print("bts_evaluate: give --model, --out, and one of --data or --split", file=sys.stderr); sys.exit(2)
     try:
-        seg = Segmenter(model, device=device, tta=tta, threshold=threshold, min_size=min_size, keep_largest=keep_largest)
+        seg = Segmenter(model, device=device, tta=tta, threshold=threshold, min_size=min_size, keep_largest=keep_largest, backend=backend)
         table = evaluate_dataset(seg, data, layout, channel, split, side)
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"bts_evaluate: {e}", file=sys.stderr); sys.exit(2)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     summary = summarize_metrics(table)
     sweep = area_sweep(table)
-    info = dict(model=str(model), data=str(data or split), side=side, channel=table.attrs['channel'], threshold=seg.threshold,
+    info = dict(model=str(model), backend=seg.backend, data=str(data or split), side=side, channel=table.attrs['channel'], threshold=seg.threshold,
                 tta=tta, min_size=min_size, keep_largest=keep_largest, summary=summary, area_sweep=sweep.to_dict(orient='records'))
     atomic_write(out/'per_image.csv', lambda tmp: table.to_csv(tmp, index=False))
     atomic_write(out/'summary.json', lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))

@@ -17,6 +17,7 @@ with quiet_fastai_import():
     from fastcore.script import call_parse, store_true
     from bts_nb.readers import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, image_files_by_stem, slice_order_key, as_channel, n_input_channels, ALL_CHANNELS
     from bts_nb.serialize import atomic_write, SaveError, load_model, load_ensemble, path_within
+    from bts_nb.onnx_runtime import OnnxModel, choose_backend, load_onnx
     from bts_nb.metrics import image_metrics, mask_outline
     from tqdm import tqdm
     from bts_nb.streaming import (PredictionLog, stream_batches, shard_files, parse_shard, shard_log_name, weights_sha256,
@@ -70,8 +71,11 @@ def tta_views(x:torch.Tensor, tta:str='none') -> list:
 # %% ../nbs/06_inference.ipynb #62a95ec9
 class Segmenter:
     "A trained model (or a cross-validation's ensemble of fold models) ready to segment 8-bit slices of any size."
-    def __init__(self, exp_dir, device='auto', tta:str='none', threshold:float|None=None, min_size:int=0, keep_largest:bool=False):
-        models, card = load_ensemble(exp_dir, _device(device))
+    def __init__(self, exp_dir, device='auto', tta:str='none', threshold:float|None=None, min_size:int=0, keep_largest:bool=False,
+                 backend:str='auto'):
+        device = _device(device)
+        self.backend, self.backend_note = choose_backend(exp_dir, backend, device)   # ONNX Runtime on a CPU when the run has a current model.onnx
+        models, card = load_ensemble(exp_dir, device, loader=load_onnx if self.backend == 'onnx' else None)
         self._setup(models, card, tta, threshold, min_size, keep_largest, weights_sha256(exp_dir))
 
     @classmethod
@@ -79,12 +83,13 @@ class Segmenter:
         "A segmenter of a model in memory, on the model's device: how training scores its held-out images."
         card = dict(size=size, channel=channel, n_in=n_input_channels(channel), threshold=threshold)
         seg = cls.__new__(cls)
+        seg.backend, seg.backend_note = 'torch', 'PyTorch: the model in memory'
         seg._setup([model.eval()], card, 'none', None, 0, False, None)
         return seg
 
     def _setup(self, models, card, tta, threshold, min_size, keep_largest, sha):
         self.models, self.model, self.card, self.weights_sha256 = models, models[0], card, sha
-        self.device = next(self.model.parameters()).device
+        self.device = 'cpu' if isinstance(self.model, OnnxModel) else next(self.model.parameters()).device
         self.size, self.tta, self.min_size, self.keep_largest = card['size'], check_tta(tta), min_size, keep_largest
         self.threshold = card['threshold'] if threshold is None else threshold
 
@@ -100,8 +105,8 @@ def check_channel(self:Segmenter, channel) -> int|str|None:
 # %% ../nbs/06_inference.ipynb #30029d0a
 @patch
 def settings(self:Segmenter) -> dict:
-    "What decides this segmenter's masks: the weights (sha256), threshold, TTA and post-processing."
-    return dict(model_sha256=self.weights_sha256, threshold=self.threshold, tta=self.tta, min_size=self.min_size, keep_largest=self.keep_largest)
+    "What decides this segmenter's masks: the weights (sha256), the backend, threshold, TTA and post-processing."
+    return dict(model_sha256=self.weights_sha256, backend=self.backend, threshold=self.threshold, tta=self.tta, min_size=self.min_size, keep_largest=self.keep_largest)
 
 # %% ../nbs/06_inference.ipynb #277652ec
 @patch
@@ -296,6 +301,16 @@ def default_workers() -> int:
     "Loader processes for `bts_predict`: with a GPU, enough to feed it (up to 8); on a CPU none, the model keeps the cores (a reader gained nothing on 2 cores: bench/archive.py)."
     return min(8, max(1, (os.cpu_count() or 1) - 2)) if torch.cuda.is_available() else 0
 
+# %% ../nbs/06_inference.ipynb #e0c333fc
+def _check_predict_args(model, input, out, resume, overwrite, shard) -> tuple:
+    "bts_predict's options, checked before anything is read: the shard (i, n) or None, and the CSV it logs to; else exit 2 with the reason."
+    missing = [n for n, v in (('--model', model), ('--input', input), ('--out', out)) if v is None]
+    if missing: print(f"bts_predict: {', '.join(missing)} required", file=sys.stderr); sys.exit(2)
+    if resume and overwrite: print("bts_predict: --resume and --overwrite both given: choose one", file=sys.stderr); sys.exit(2)
+    try: shard_ix = parse_shard(shard)
+    except ValueError as e: print(f"bts_predict: {e}", file=sys.stderr); sys.exit(2)
+    return shard_ix, Path(out)/(shard_log_name(*shard_ix) if shard_ix else 'predictions.csv')
+
 # %% ../nbs/06_inference.ipynb #041c2bfc
 @call_parse
 def bts_predict(
@@ -308,6 +323,7 @@ def bts_predict(
     keep_largest:store_true=False,  # keep only the largest predicted component
     bs:int=8,                    # images per forward pass
     device:str='auto',           # cpu, cuda or auto
+    backend:str='auto',          # auto (ONNX Runtime on a CPU when the run has a current model.onnx, else PyTorch), torch or onnx
     channel:str=None,            # channel of multi-channel images: a plane number or all (default: the model card's)
     save:str='mask,overlay,uncertainty',  # outputs per slice, comma-separated; none: predictions.csv only
     workers:int=None,            # loader processes reading ahead (default: none on a CPU, up to 8 with a GPU)
@@ -316,15 +332,11 @@ def bts_predict(
     overwrite:store_true=False,  # replace outputs already in --out
 ):
     "Segment brain-MRI slices with a trained bts_nb model."
-    missing = [n for n, v in (('--model', model), ('--input', input), ('--out', out)) if v is None]
-    if missing: print(f"bts_predict: {', '.join(missing)} required", file=sys.stderr); sys.exit(2)
-    if resume and overwrite: print("bts_predict: --resume and --overwrite both given: choose one", file=sys.stderr); sys.exit(2)
-    try: shard_ix = parse_shard(shard)
-    except ValueError as e: print(f"bts_predict: {e}", file=sys.stderr); sys.exit(2)
-    csv = Path(out)/(shard_log_name(*shard_ix) if shard_ix else 'predictions.csv')
+    shard_ix, csv = _check_predict_args(model, input, out, resume, overwrite, shard)
     try:
         check_out_for_inputs(out, input, model)
-        seg = Segmenter(model, device=device, tta=tta, threshold=threshold, min_size=min_size, keep_largest=keep_largest)
+        seg = Segmenter(model, device=device, tta=tta, threshold=threshold, min_size=min_size, keep_largest=keep_largest, backend=backend)
+        print(f"backend: {seg.backend_note}")
         if 'ensemble' in seg.card: print(f"{model}: an ensemble of {seg.card['ensemble']['n_models']} fold models, their probabilities averaged")
         files, truths = find_inputs(input)
         table = predict_files(seg, files, out, truths, channel if channel is not None else seg.card.get('channel'), bs, overwrite,

@@ -109,7 +109,7 @@ def from_yaml(cls:TrainConfig, path):
 
 # %% ../nbs/04b_runs.ipynb #f14b19e9
 RUN_FILES = ('config.yaml', 'budget.json', 'leak_check.json', 'split.csv', 'metrics.csv', 'model.safetensors', 'model_card.json', 'eval.json',
-             'per_image_valid.csv', 'per_image_test.csv', 'curves.png', 'checkpoint.safetensors', 'checkpoint.pth')
+             'per_image_valid.csv', 'per_image_test.csv', 'curves.png', 'model.onnx', 'checkpoint.safetensors', 'checkpoint.pth')
 
 def checkpoint_file(out) -> Path|None:
     "The run's checkpoint: `checkpoint.safetensors`, or the `checkpoint.pth` of an earlier bts_nb; None if there is none."

@@ -247,17 +247,18 @@ def fold_dirs(out) -> list:
 ENSEMBLE_AGREE = ('size', 'n_in', 'channel', 'threshold')
 FOLD_OWN_KEYS = ('metrics', 'best_epoch', 'split', 'split_counts', 'split_source', 'split_leak_check', 'train_minutes')
 
-def load_ensemble(folder, device='cpu') -> tuple[list, dict]:
-    "The models in `folder`: one for a run folder, one per fold for a cross-validation (cards checked to agree); and the card that describes them."
+def load_ensemble(folder, device='cpu', loader=None) -> tuple[list, dict]:
+    "The models in `folder`: one for a run folder, one per fold for a cross-validation (cards checked to agree); and the card that describes them. `loader(run, device)` gives (model, card) of one run (default: `load_model`)."
+    loader = loader or load_model
     folder = Path(folder).expanduser()
     if not is_cv_folder(folder):
-        model, card = load_model(folder, device)
+        model, card = loader(folder, device)
         return [model], card
     dirs = fold_dirs(folder)
     unfinished = [d.name for d in dirs if not (d/'model_card.json').is_file()]
     if unfinished: raise FileNotFoundError(f"{folder}: the cross-validation is unfinished ({', '.join(unfinished)} without a model); "
                                            f"finish it with: bts_train --out {folder} --resume")
-    loaded = [load_model(d, device) for d in dirs]
+    loaded = [loader(d, device) for d in dirs]
     cards = [c for _, c in loaded]
     for key in ENSEMBLE_AGREE:
         vals = [c.get(key) for c in cards]

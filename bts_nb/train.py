@@ -29,6 +29,7 @@ with quiet_fastai_import():
     from bts_nb.distributed import is_distributed, is_main_process, init_distributed, barrier, broadcast_object, backend, world_size, single_process
     from contextlib import nullcontext
     from bts_nb.serialize import load_weights, atomic_write, checkpoint_info, remove_stale_temps, SaveError, save_card
+    from bts_nb.onnx_runtime import export_after_training
     from bts_nb.runs import TrainConfig, checkpoint_file, check_out_folder, clear_run_folder, check_outside_data
 
 # %% auto #0
@@ -276,7 +277,7 @@ def _evaluate_held_out(learn, dls, out, threshold:float) -> dict:
 
 # %% ../nbs/05_train.ipynb #2a4516d4
 def _finish(cfg:TrainConfig, out, learn, dls, summaries:dict, seconds:float):
-    "model_card.json and curves.png; then the checkpoint and stray temporaries go: the run is complete."
+    "model_card.json and curves.png; then the checkpoint and stray temporaries go: the run is complete. Last, model.onnx for CPU inference."
     log = pd.read_csv(out/'metrics.csv')                  # every epoch, across resumes
     leak = out/'leak_check.json'
     card = model_card(cfg, learn, summaries, dls, seconds, int(log['dice'].idxmax()), len(log), _read_budget(out),
@@ -285,6 +286,7 @@ def _finish(cfg:TrainConfig, out, learn, dls, summaries:dict, seconds:float):
     plot_curves(out/'metrics.csv', out/'curves.png')
     for name in ('checkpoint.safetensors', 'checkpoint.pth'): (out/name).unlink(missing_ok=True)
     remove_stale_temps(out)
+    export_after_training(out)
 
 # %% ../nbs/05_train.ipynb #a17fd846
 def _same_split_everywhere(dls):

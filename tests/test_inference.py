@@ -25,7 +25,7 @@ def predict_cli(*args):
 
 def test_dice_matches_training_evaluation(trained, tmp_path):
     data, exp = trained
-    r = predict_cli('--model', exp, '--input', data, '--out', tmp_path/'pred')
+    r = predict_cli('--model', exp, '--input', data, '--out', tmp_path/'pred', '--backend', 'torch')     # training evaluates through PyTorch
     assert r.returncode == 0, r.stderr[-2000:]
     pred = pd.read_csv(tmp_path/'pred'/'predictions.csv')
     assert len(pred) == 128 and (pred.status == 'ok').all() and pred.has_truth.all()
@@ -118,7 +118,7 @@ def test_torchscript_export_gives_the_same_masks(trained, tmp_path):
     data, exp = trained
     ts = torch.jit.load(str(export_torchscript(exp, tmp_path/'m.pt')))
     files = [data/'images'/f'{n}.png' for n in range(1, 33)]
-    assert predict_cli('--model', exp, '--input', data/'images', '--out', tmp_path/'pred').returncode == 0
+    assert predict_cli('--model', exp, '--input', data/'images', '--out', tmp_path/'pred', '--backend', 'torch').returncode == 0
     marked = 0
     for f in files:
         img = read_input(f)
@@ -141,7 +141,7 @@ def test_bts_evaluate_dataset_and_saved_split(trained, tmp_path):
     assert list(sweep.min_area_px) == [0, 10, 25, 50, 100, 200]
     fp = sweep.fp_slice_rate.dropna()
     assert (fp.diff().dropna() <= 1e-12).all()                     # a larger minimum area never adds false positives
-    r = subprocess.run([cli, '--model', exp, '--split', exp/'split.csv', '--side', 'valid', '--out', tmp_path/'ev2'],
+    r = subprocess.run([cli, '--model', exp, '--split', exp/'split.csv', '--side', 'valid', '--out', tmp_path/'ev2', '--backend', 'torch'],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     valid = pd.read_csv(exp/'per_image_valid.csv')

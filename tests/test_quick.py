@@ -33,9 +33,9 @@ def test_training_writes_a_complete_run(tiny):
 
 
 def test_bts_evaluate_gives_the_training_evaluation(tiny, tmp_path):
-    "One prediction path: the run's held-out table and `bts_evaluate` on its saved model agree slice by slice."
+    "One prediction path: the run's held-out table and `bts_evaluate` on its saved model, through PyTorch as in training, agree slice by slice."
     data, exp = tiny
-    r = cli('bts_evaluate', '--model', exp, '--split', exp/'split.csv', '--side', 'test', '--out', tmp_path/'ev')
+    r = cli('bts_evaluate', '--model', exp, '--split', exp/'split.csv', '--side', 'test', '--out', tmp_path/'ev', '--backend', 'torch')
     assert r.returncode == 0, r.stderr[-2000:]
     both = pd.read_csv(exp/'per_image_test.csv').merge(pd.read_csv(tmp_path/'ev'/'per_image.csv'), on='image')
     assert len(both) == len(pd.read_csv(exp/'per_image_test.csv')) > 0
@@ -47,6 +47,7 @@ def test_bts_predict_and_figures(tiny, tmp_path):
     data, exp = tiny
     r = cli('bts_predict', '--model', exp, '--input', data, '--out', tmp_path/'pred', '--tta', 'flip')
     assert r.returncode == 0, r.stderr[-2000:]
+    assert 'backend: ONNX Runtime on the CPU' in r.stdout                     # bts_train wrote model.onnx; a CPU run takes it
     pred = pd.read_csv(tmp_path/'pred'/'predictions.csv')
     assert len(pred) == 48 and (pred.status == 'ok').all() and pred.has_truth.all()
     assert len(list((tmp_path/'pred').glob('*_uncertainty.png'))) == 48        # TTA gives the uncertainty maps
@@ -78,7 +79,7 @@ def test_explorer_scores_what_evaluate_scores(tiny):
     data, exp = tiny
     test = pd.read_csv(exp/'per_image_test.csv')
     masks = pd.read_csv(exp/'split.csv').set_index('image').loc[test.image, 'mask']
-    ex = PredictionExplorer(Segmenter(exp, device='cpu'), test.image.tolist(), masks.tolist())
+    ex = PredictionExplorer(Segmenter(exp, device='cpu', backend='torch'), test.image.tolist(), masks.tolist())   # as training scored them
     np.testing.assert_allclose(ex.dice, test.dice, atol=1e-9)
 
 
