@@ -18,6 +18,7 @@ with quiet_fastai_import():
     from bts_nb.readers import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, image_files_by_stem, slice_order_key, as_channel, n_input_channels, ALL_CHANNELS
     from bts_nb.serialize import atomic_write, SaveError, load_model, load_ensemble, path_within
     from bts_nb.onnx_runtime import OnnxModel, choose_backend, load_onnx
+    from bts_nb.volumes import find_volumes, predict_volumes
     from bts_nb.metrics import image_metrics, mask_outline
     from tqdm import tqdm
     from bts_nb.streaming import (PredictionLog, stream_batches, shard_files, parse_shard, shard_log_name, weights_sha256,
@@ -311,12 +312,22 @@ def _check_predict_args(model, input, out, resume, overwrite, shard) -> tuple:
     except ValueError as e: print(f"bts_predict: {e}", file=sys.stderr); sys.exit(2)
     return shard_ix, Path(out)/(shard_log_name(*shard_ix) if shard_ix else 'predictions.csv')
 
+# %% ../nbs/06_inference.ipynb #f28e3eec
+def _segment_inputs(seg, input, out, channel, bs, overwrite, resume, shard, workers, save) -> pd.DataFrame:
+    "bts_predict's work: NIfTI volumes (a .nii/.nii.gz file, a folder of them, a Decathlon root) into masks in their geometry; else slices."
+    volumes, labels = find_volumes(input)
+    if volumes:
+        if shard: raise ValueError("--shard: volumes are not split into shards; segment them in one run (--resume continues it)")
+        return predict_volumes(seg, volumes, out, labels, channel, bs, overwrite, resume)
+    files, truths = find_inputs(input)
+    return predict_files(seg, files, out, truths, channel, bs, overwrite, resume=resume, shard=shard, workers=workers, save=save, progress=True)
+
 # %% ../nbs/06_inference.ipynb #041c2bfc
 @call_parse
 def bts_predict(
     model:str=None,              # a bts_train run folder (model.safetensors + model_card.json), or a --folds folder: its folds' mean
-    input:str=None,              # an image, a folder of images, or a dataset root (masks there give Dice)
-    out:str=None,                # folder for masks, overlays and predictions.csv
+    input:str=None,              # an image, a folder of images, a dataset root (masks there give Dice), or NIfTI volumes (a file, a folder, a Decathlon root)
+    out:str=None,                # folder for masks, overlays and predictions.csv (volumes: <name>_mask.nii.gz and volumes.csv)
     threshold:float=None,        # probability threshold (default: the model card's)
     tta:str='none',              # test-time augmentation: none, flip (horizontal) or full (both flips)
     min_size:int=0,              # drop predicted components smaller than this many pixels
@@ -338,9 +349,8 @@ def bts_predict(
         seg = Segmenter(model, device=device, tta=tta, threshold=threshold, min_size=min_size, keep_largest=keep_largest, backend=backend)
         print(f"backend: {seg.backend_note}")
         if 'ensemble' in seg.card: print(f"{model}: an ensemble of {seg.card['ensemble']['n_models']} fold models, their probabilities averaged")
-        files, truths = find_inputs(input)
-        table = predict_files(seg, files, out, truths, channel if channel is not None else seg.card.get('channel'), bs, overwrite,
-                              resume=resume, shard=shard_ix, workers=default_workers() if workers is None else workers, save=save, progress=True)
+        table = _segment_inputs(seg, input, out, channel if channel is not None else seg.card.get('channel'), bs, overwrite, resume, shard_ix,
+                                default_workers() if workers is None else workers, save)
         if shard_ix: print(f"shard {shard_ix[0]}/{shard_ix[1]} finished; once all {shard_ix[1]} are: bts_predict_merge --input {input} --out {out}")
     except SaveError as e:
         print(f"bts_predict: {e.msg}; {csv} lists the images finished before it: continue with --resume", file=sys.stderr); sys.exit(1)

@@ -37,8 +37,8 @@ def test_two_processes_train_one_run_with_gathered_metrics(phantoms, tmp_path):
     run = tmp_path/'run'
     res = cli('bts_train', *args(phantoms, run, 12))
     assert res.returncode == 0, res.stderr[-3000:]
-    assert sorted(p.name for p in run.iterdir()) == ['config.yaml', 'curves.png', 'eval.json', 'metrics.csv', 'model.safetensors',
-                                                      'model.onnx', 'model_card.json', 'per_image_valid.csv', 'split.csv']
+    assert sorted(p.name for p in run.iterdir()) == ['config.yaml', 'curves.png', 'eval.json', 'metrics.csv', 'model.onnx',
+                                                      'model.safetensors', 'model_card.json', 'per_image_valid.csv', 'split.csv']
     card = json.loads((run/'model_card.json').read_text())
     assert card['processes'] == 2 and card['global_batch'] == 8
     log = pd.read_csv(run/'metrics.csv')
