@@ -119,9 +119,9 @@ _TILT = np.deg2rad(10)
 LGG_AFFINE = np.array([[-0.94, 0, 0, 120.], [0, -0.94 * np.cos(_TILT), -3.0 * np.sin(_TILT), 120.],
                        [0, -0.94 * np.sin(_TILT), 3.0 * np.cos(_TILT), -60.], [0, 0, 0, 1]])   # LPS, tilted 10 degrees
 
-def lgg_case_to_nifti(case_dir, image_path, label_path, affine=LGG_AFFINE) -> tuple[Path, Path]:
-    "Write one LGG case (<case>_<k>.tif, <case>_<k>_mask.tif) as a 4-D NIfTI image (sequences last) and a 3-D 0/1 label."
-    case_dir = Path(case_dir)
+def lgg_case_to_nifti(case_dir, image_path, label_path, affine:np.ndarray|None=None) -> tuple[Path, Path]:
+    "Write one LGG case (<case>_<k>.tif, <case>_<k>_mask.tif) as a 4-D NIfTI image (sequences last) and a 3-D 0/1 label; `affine` default: `LGG_AFFINE`."
+    case_dir, affine = Path(case_dir), LGG_AFFINE if affine is None else affine
     tifs = sorted((f for f in case_dir.glob('*.tif') if not f.stem.endswith('_mask')), key=lambda f: slice_order_key(f.stem))
     if not tifs: raise DataError(f"{case_dir}: no <case>_<k>.tif slices")
     imgs = np.stack([slice_array(f, 'all') for f in tifs])
