@@ -29,12 +29,10 @@ def onnxruntime_installed() -> bool:
 class OnnxModel:
     "A model exported by `export_onnx`, run by ONNX Runtime on the CPU; called like the PyTorch model on a batch (N, C, size, size)."
     device = 'cpu'
-    def __init__(self, path, threads:int|None=None):
+    def __init__(self, path):
         import onnxruntime as ort
-        opts = ort.SessionOptions()
-        if threads: opts.intra_op_num_threads = threads
         self.path = Path(path)
-        try: self.session = ort.InferenceSession(str(path), opts, providers=['CPUExecutionProvider'])
+        try: self.session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
         except Exception as e: raise ValueError(f"{path}: ONNX Runtime cannot load it ({str(e)[:200]})") from None
         self.input_name = self.session.get_inputs()[0].name
         self.card = json.loads(self.session.get_modelmeta().custom_metadata_map.get('model_card', '{}'))

@@ -8,7 +8,7 @@ import gzip, zlib
 from pathlib import Path
 import numpy as np, pandas as pd
 import nibabel as nib
-from .readers import DataError, to_uint8, as_channel, slice_array, read_mask, slice_order_key
+from .readers import DataError, to_uint8, as_channel, slice_array, read_mask, slice_order_key, few_names
 from .metrics import dice_score
 from .serialize import atomic_write
 from .streaming import PredictionLog
@@ -16,8 +16,8 @@ from .phantoms import phantom_patient
 
 # %% auto #0
 __all__ = ['VOLUME_SUFFIXES', 'PHANTOM_AFFINE', 'LGG_AFFINE', 'VOLUME_COLUMNS', 'is_volume', 'volume_stem', 'read_volume',
-           'axial_slices', 'to_volume', 'write_mask_like', 'read_label', 'few_values', 'phantom_volumes',
-           'lgg_case_to_nifti', 'find_volumes', 'predict_volume', 'predict_volumes']
+           'axial_slices', 'to_volume', 'write_mask_like', 'read_label', 'phantom_volumes', 'lgg_case_to_nifti',
+           'find_volumes', 'predict_volume', 'predict_volumes']
 
 # %% ../nbs/06b_volumes.ipynb #aee2fad7
 VOLUME_SUFFIXES = ('.nii', '.nii.gz')
@@ -69,12 +69,11 @@ def axial_slices(img, channel:int|str|None=None) -> np.ndarray:
 def to_volume(slices:np.ndarray, img) -> np.ndarray:
     "The inverse of `axial_slices` for (Z, H, W) masks: a volume in the voxel order of `img`, its spatial shape."
     ras = np.moveaxis(np.flip(slices, (1, 2)).swapaxes(1, 2), 0, 2)
-    _, ornt = _to_ras(img)
     return nib.orientations.apply_orientation(ras, nib.orientations.ornt_transform(nib.orientations.axcodes2ornt('RAS'), nib.orientations.io_orientation(img.affine)))
 
 # %% ../nbs/06b_volumes.ipynb #d2f43987
 def write_mask_like(mask:np.ndarray, img, path) -> Path:
-    "Write `mask` (in `img`'s voxel order) as a uint8 NIfTI with `img`'s affine and spatial header, atomically."
+    "Write `mask` (in `img`'s voxel order; a 4-D array keeps its last axis) as a uint8 NIfTI with `img`'s affine and spatial header, atomically."
     hdr = img.header.copy()
     hdr.set_data_dtype(np.uint8); hdr.set_slope_inter(1, 0)
     out = nib.Nifti1Image(np.asarray(mask, np.uint8), img.affine, hdr)
@@ -91,14 +90,8 @@ def read_label(path, img) -> np.ndarray:
     data = np.asanyarray(lab.dataobj)
     values = np.unique(data)
     if not set(values.tolist()) <= {0, 1}:
-        raise DataError(f"{path}: values {few_values(values)}; a tumour label holds 0 and 1 (map a multi-class label to 0/1 first)")
+        raise DataError(f"{path}: values {few_names(values.tolist(), 6)}; a tumour label holds 0 and 1 (map a multi-class label to 0/1 first)")
     return data.astype(np.uint8)
-
-# %% ../nbs/06b_volumes.ipynb #485cfeaa
-def few_values(values, k=6) -> str:
-    "The first `k` of `values`, and how many more."
-    v = [f"{x:g}" for x in list(values)[:k]]
-    return ', '.join(v) + (f" and {len(values) - k} more" if len(values) > k else '')
 
 # %% ../nbs/06b_volumes.ipynb #16e4687e
 PHANTOM_AFFINE = np.array([[0, -0.9, 0, 110.], [-0.9, 0, 0, 95.], [0, 0, 3.0, -40.], [0, 0, 0, 1]])   # PLS, 0.9 x 0.9 x 3 mm voxels
@@ -128,9 +121,7 @@ def lgg_case_to_nifti(case_dir, image_path, label_path, affine:np.ndarray|None=N
     masks = np.stack([read_mask(f.with_name(f.stem + '_mask.tif'), imgs.shape[1:3], f) for f in tifs])
     ref = nib.Nifti1Image(np.zeros(imgs.shape[2:0:-1] + (len(tifs),), np.uint8), affine)
     write_mask_like(to_volume(masks, ref), ref, label_path)
-    hdr = ref.header.copy(); hdr.set_data_dtype(np.uint8)
-    img = nib.Nifti1Image(to_volume(imgs, ref).astype(np.uint8), affine, hdr)
-    atomic_write(image_path, lambda tmp: Path(tmp).write_bytes(gzip.compress(img.to_bytes(), compresslevel=6)))
+    write_mask_like(to_volume(imgs, ref), ref, image_path)             # uint8 as in the TIFFs, the sequences on the 4th axis
     return Path(image_path), Path(label_path)
 
 # %% ../nbs/06b_volumes.ipynb #efb753f7
