@@ -9,7 +9,7 @@ encoder, one input channel), built at each input size into a temporary run folde
 (imports, loading, ONNX Runtime's session), then `n` slices (real ones from --data, else phantoms) go through
 `Segmenter.probs` in batches of `bs`, resized back to their own size as bts_predict does. `peak_rss_mb` is the
 process's peak resident memory; `max_prob_diff` the largest difference from eager PyTorch's probabilities on those
-slices. Writes bench/results/inference_backends.csv. Timings, not tests: repeated runs vary by about 10 %.
+slices. Writes bench/results/inference_backends.csv. Timings, not tests: on a 2-core machine repeated runs vary by up to a third.
 """
 import time
 T0 = time.perf_counter()                 # before the imports: start-up counts them
