@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 from PIL import Image
 from fastcore.basics import patch
 from fastcore.script import call_parse, store_true
-from .readers import DataError, read_mask
+from .readers import DataError, read_mask, source_file
 from .phantoms import synthetic_root
 from .inference import Segmenter, overlay, read_input
 from .serialize import is_cv_folder, fold_dirs, path_within
@@ -130,7 +130,7 @@ def held_out_examples(model_dir, n:int=3) -> tuple[list, str]:
     df = pd.read_csv(split)
     for side in ('test', 'valid'):
         rows = df[df['split'] == side]
-        rows = rows[[Path(i).exists() and Path(m).exists() for i, m in zip(rows['image'], rows['mask'])]]
+        rows = rows[[source_file(i).exists() and source_file(m).exists() for i, m in zip(rows['image'], rows['mask'])]]
         if len(rows): break
     else: return [], ''
     rows = rows.iloc[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), 60)).astype(int))]   # a spread of the side, read quickly

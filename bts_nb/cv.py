@@ -16,7 +16,7 @@ with quiet_fastai_import():
     from bts_nb.splits import save_split, fold_groups, fold_split
     from bts_nb.data import split_sources
     from bts_nb.encoders import PretrainedUnavailable
-    from bts_nb.metrics import summarize_metrics, summarize_folds
+    from bts_nb.metrics import summarize_metrics, summarize_folds, patient_dice
     from bts_nb.distributed import is_distributed, is_main_process, init_distributed, barrier, launch
     from bts_nb.serialize import atomic_write, SaveError, is_cv_folder, fold_dirs
     from bts_nb.runs import TrainConfig, checkpoint_file, is_run_folder, clear_run_folder, check_outside_data
@@ -26,7 +26,7 @@ with quiet_fastai_import():
 __all__ = ['CV_FILES', 'check_cv_folder', 'fold_finished', 'cv_summary', 'cross_validate', 'train_parser', 'bts_train']
 
 # %% ../nbs/05c_cv.ipynb #b7a58f79
-CV_FILES = ('cv.json', 'config.yaml', 'folds.csv', 'cv_summary.json', 'per_image_oof.csv')
+CV_FILES = ('cv.json', 'config.yaml', 'folds.csv', 'cv_summary.json', 'per_image_oof.csv', 'per_patient_oof.csv')
 
 def check_cv_folder(out, resume:bool=False, overwrite:bool=False, data=None) -> str:
     "What `cross_validate` will do with `out`: 'new', 'resume' or 'overwrite'. Raises, and deletes nothing, when `out` must not be used."
@@ -72,7 +72,7 @@ def _clear_cv_folder(out):
 # %% ../nbs/05c_cv.ipynb #9af1ae89
 def _all_pairs(cfg:TrainConfig, verbose:bool) -> pd.DataFrame:
     "Every verified pair of `cfg.data` (or the phantoms), with its patient or block: the table the folds are cut from."
-    return split_sources(cfg.data, cfg.layout, cfg.channel, valid_pct=0.0, test_pct=0.0, seed=cfg.seed, verbose=verbose)
+    return split_sources(cfg.data, cfg.layout, cfg.channel, valid_pct=0.0, test_pct=0.0, seed=cfg.seed, verbose=verbose, tumour_labels=cfg.tumour_labels)
 
 # %% ../nbs/05c_cv.ipynb #ac6ef3bf
 def _start_cv(cfg:TrainConfig, out, folds:int, mode:str, verbose:bool):
@@ -124,7 +124,7 @@ def _train_fold(cfg:TrainConfig, out, i:int, verbose:bool):
 
 # %% ../nbs/05c_cv.ipynb #a8eb0526
 def cv_summary(out) -> dict:
-    "Gather the folds of `out`: per_image_oof.csv (each slice from the model that held it out) and cv_summary.json; returns the summary."
+    "Gather the folds of `out`: per_image_oof.csv (each slice from the model that held it out), per_patient_oof.csv (each patient's volumetric Dice, and tumour mL for volumes) and cv_summary.json; returns the summary."
     tables, per_fold, valid = [], [], []
     for i, d in enumerate(fold_dirs(out)):
         _check_fold(Path(out), i)
@@ -134,6 +134,10 @@ def cv_summary(out) -> dict:
         per_fold.append(ev['test']); valid.append(ev.get('valid'))
     oof = pd.concat(tables, ignore_index=True)
     atomic_write(Path(out)/'per_image_oof.csv', lambda tmp: oof.to_csv(tmp, index=False))
+    patients = patient_dice(oof)
+    if len(patients):                                           # slices stacked per patient: LGG's cases, a Decathlon's volumes
+        patients = patients.merge(oof.groupby('patient').fold.first().reset_index(), on='patient')
+        atomic_write(Path(out)/'per_patient_oof.csv', lambda tmp: patients.to_csv(tmp, index=False, float_format='%.6g'))
     info = json.loads((Path(out)/'cv.json').read_text())
     summary = dict(**info, split=f"patient-wise {info['folds']}-fold cross-validation: each fold's slices scored by the model that held it out",
                    over_folds=summarize_folds(per_fold), out_of_fold=summarize_metrics(oof), per_fold=per_fold, valid_per_fold=valid)

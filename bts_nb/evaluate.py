@@ -46,6 +46,7 @@ def evaluate_dataset(seg:Segmenter, root=None, layout:str='auto', channel:int|st
             rows.append(dict(image=img_path, **image_metrics(mask, truth)))
     table = pd.DataFrame(rows)
     table.insert(1, 'patient', pairs['patient'].tolist() if 'patient' in pairs else None)
+    if 'voxel_ml' in pairs: table['voxel_ml'] = pairs['voxel_ml'].tolist()      # slices of volumes: tumour volumes in mL per patient
     table.attrs.update(channel=channel, layout=layout_name)
     return table
 

@@ -99,12 +99,15 @@ def per_image_metrics(probs, targs, names=None, threshold:float=0.5, empty_score
 
 # %% ../nbs/02_metrics.ipynb #62422176
 def patient_dice(table:pd.DataFrame, empty_score:float=1.0) -> pd.DataFrame:
-    "Volumetric Dice per patient: a patient's slices stacked into one volume, 2Σ|P∩G| / (Σ|P| + Σ|G|). Rows without a patient id are left out."
+    "Volumetric Dice per patient: a patient's slices stacked into one volume, 2Σ|P∩G| / (Σ|P| + Σ|G|); with a `voxel_ml` column, the predicted and true tumour volumes in mL. Rows without a patient id are left out."
     cols = ['patient', 'n_slices', 'tp_px', 'pred_px', 'gt_px', 'dice']
     if 'patient' not in table or table['patient'].isna().all(): return pd.DataFrame(columns=cols)
     g = table[table['patient'].notna()].groupby('patient', sort=True).agg(n_slices=('tp_px', 'size'), tp_px=('tp_px', 'sum'), pred_px=('pred_px', 'sum'), gt_px=('gt_px', 'sum'))
     pooled = g.pred_px + g.gt_px
     g['dice'] = np.where(pooled > 0, 2 * g.tp_px / pooled.where(pooled > 0, 1), empty_score)
+    if 'voxel_ml' in table and table['voxel_ml'].notna().any():
+        ml = table.groupby('patient').voxel_ml.first()
+        g['pred_ml'], g['gt_ml'] = g.pred_px * ml, g.gt_px * ml
     return g.reset_index()
 
 # %% ../nbs/02_metrics.ipynb #df06dbc4

@@ -12,10 +12,11 @@ from PIL import Image
 import tifffile
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'ALL_CHANNELS', 'LAYOUTS', 'quiet_fastai_import', 'DataError', 'few_names', 'as_channel',
-           'n_input_channels', 'slice_array', 'read_slice', 'read_slice_2d', 'to_uint8', 'read_slice_u8', 'read_mask',
+__all__ = ['IMAGE_EXTS', 'ALL_CHANNELS', 'LAYOUTS', 'quiet_fastai_import', 'DataError', 'few_names', 'slice_ref',
+           'as_tumour_labels', 'parse_slice_ref', 'source_file', 'load_array', 'as_channel', 'n_input_channels',
+           'slice_array', 'read_slice', 'read_slice_2d', 'to_uint8', 'read_slice_u8', 'read_mask',
            'image_files_by_stem', 'slice_order_key', 'folder_pairs', 'patient_ids', 'figshare_pairs', 'lgg_pairs',
-           'detect_layout', 'read_pairs', 'describe_pairs', 'verify_pairs']
+           'volume_pairs', 'detect_layout', 'read_pairs', 'describe_pairs', 'verify_pairs']
 
 # %% ../nbs/00_readers.ipynb #98af9e90
 @contextmanager
@@ -44,9 +45,45 @@ def few_names(names, k=5) -> str:
     names = sorted(map(str, names))
     return ', '.join(names[:k]) + (f' … ({len(names)} in all)' if len(names) > k else '')
 
+# %% ../nbs/00_readers.ipynb #923e0ec2
+_SLICE_REF = re.compile(r'^(?P<file>.+)#z=(?P<z>\d+)(?P<label>&label(?:=(?P<tumour>\d+(?:,\d+)*))?)?$')
+
+def slice_ref(file, z:int, label:bool=False, tumour_labels=None) -> str:
+    "The name of axial slice `z` of the volume `file`, a pairs table's `image` or `mask`: 'case.nii.gz#z=0012'; a label adds '&label', or '&label=1,2,3' for the values that are tumour."
+    tail = '&label' + ('=' + ','.join(str(int(v)) for v in tumour_labels) if tumour_labels else '') if label else ''
+    return f"{file}#z={int(z):04d}{tail}"
+
+# %% ../nbs/00_readers.ipynb #4f17c9a4
+def as_tumour_labels(v) -> tuple|None:
+    "The label values that are tumour, from '1,2,3', [1, 2, 3] or None (a label of 0 and 1 only) as a sorted tuple of ints."
+    if v is None or (isinstance(v, str) and not v.strip()): return None
+    items = v.split(',') if isinstance(v, str) else v
+    try: labels = tuple(sorted({int(str(x).strip()) for x in items}))
+    except ValueError: raise DataError(f"tumour_labels {v!r}: give the label values that are tumour as integers, e.g. 1,2,3") from None
+    if not labels or min(labels) < 1: raise DataError(f"tumour_labels {v!r}: tumour values are positive integers (0 is background)")
+    return labels
+
+# %% ../nbs/00_readers.ipynb #c7a65c7a
+def parse_slice_ref(path) -> dict|None:
+    "The parts of a slice reference (file, z, label, tumour_labels); None for a plain file."
+    m = _SLICE_REF.match(str(path))
+    if not m: return None
+    tumour = as_tumour_labels(m['tumour'])
+    return dict(file=m['file'], z=int(m['z']), label=bool(m['label']), tumour_labels=tumour)
+
+# %% ../nbs/00_readers.ipynb #41ac6d24
+def source_file(path) -> Path:
+    "The file on disk behind `path`: the volume of a slice reference, else `path` itself."
+    ref = parse_slice_ref(path)
+    return Path(ref['file'] if ref else path)
+
 # %% ../nbs/00_readers.ipynb #8dfb8e5b
-def _load_array(path) -> np.ndarray:
-    "Decode `path` fully (so truncation is caught here, not mid-epoch)."
+def load_array(path) -> np.ndarray:
+    "Decode `path` fully (so truncation is caught here, not mid-epoch); a slice reference ('case.nii.gz#z=0012') gives that axial slice of its volume."
+    ref = parse_slice_ref(path)
+    if ref:
+        from .volumes import volume_slice                 # volumes builds on this module, so it is imported when first needed
+        return volume_slice(**ref)
     path = Path(path)
     if not path.exists(): raise DataError(f"{path}: file does not exist")
     if path.stat().st_size == 0: raise DataError(f"{path}: file is empty (0 bytes)")
@@ -64,7 +101,7 @@ def _load_array(path) -> np.ndarray:
 
 # %% ../nbs/00_readers.ipynb #0a6256f5
 def _drop_opaque_alpha(a, path):
-    if a.ndim == 3 and a.shape[-1] in (2, 4):
+    if a.ndim == 3 and a.shape[-1] in (2, 4) and not parse_slice_ref(path):   # a volume's 2 or 4 planes are sequences
         if (a[..., -1] != a[..., -1].max()).any():
             raise DataError(f"{path}: has a transparency channel that is not uniform ({a.shape[-1]} channels); save it as grayscale or RGB")
         a = a[..., :-1]
@@ -91,18 +128,20 @@ def n_input_channels(channel) -> int:
 def slice_array(path, channel:int|str|None=None) -> np.ndarray:
     "Read a 2-D MRI slice from `path` in its own dtype, (H, W); `channel` picks a plane of a multi-channel file, 'all' keeps all three, (H, W, 3)."
     channel = as_channel(channel)
-    a = _drop_opaque_alpha(_load_array(path), path)
+    a = _drop_opaque_alpha(load_array(path), path)
     if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
     if a.ndim == 2:
         if channel == ALL_CHANNELS: raise DataError(f"{path}: is single-channel, cannot give all three channels (a model of 3 input sequences needs (H, W, 3) files)")
         if channel not in (None, 0): raise DataError(f"{path}: is single-channel, cannot take channel {channel}")
         return a
-    if a.ndim != 3 or a.shape[-1] != 3:
+    n = a.shape[-1] if a.ndim == 3 else 0
+    if n != 3 and not (n and parse_slice_ref(path)):            # a volume's slice has one plane per sequence, often 4
         raise DataError(f"{path}: has shape {a.shape}; expected a 2-D slice (H, W) or (H, W, 3), not a volume")
-    if channel == ALL_CHANNELS: return a
-    if channel is not None:
-        if not 0 <= channel < 3: raise DataError(f"{path}: has 3 channels, cannot take channel {channel}")
+    if channel is not None and channel != ALL_CHANNELS:
+        if not 0 <= channel < n: raise DataError(f"{path}: has {n} channels, cannot take channel {channel}")
         return a[..., channel]
+    if n != 3: raise DataError(f"{path}: has {n} sequences; choose the one to read (channel N)")
+    if channel == ALL_CHANNELS: return a
     if (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all(): return a[..., 0]
     lum = a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return np.round(lum).astype(a.dtype) if np.issubdtype(a.dtype, np.integer) else lum
@@ -136,7 +175,7 @@ def read_slice_u8(path, channel:int|str|None=None) -> np.ndarray:
 # %% ../nbs/00_readers.ipynb #dc45816f
 def read_mask(path, shape:tuple|None=None, image_path=None) -> np.ndarray:
     "Read a binary mask as uint8 0/1, refusing colour, multi-level or wrongly-sized masks."
-    a = _drop_opaque_alpha(_load_array(path), path)
+    a = _drop_opaque_alpha(load_array(path), path)
     if a.ndim == 3 and a.shape[-1] == 1: a = a[..., 0]
     if a.ndim != 2:
         raise DataError(f"{path}: mask has shape {a.shape} ({a.shape[-1]} channels?); masks must be single-channel 0/255 images")
@@ -233,24 +272,34 @@ def lgg_pairs(root) -> pd.DataFrame:
     df.attrs['layout'] = 'lgg'
     return df
 
+# %% ../nbs/00_readers.ipynb #30fb9612
+def volume_pairs(root, tumour_labels=None) -> pd.DataFrame:
+    "Pairs from the Medical Segmentation Decathlon's layout (`root/imagesTr`, `root/labelsTr`): one row per axial slice, each volume one patient. Chapter `06b_volumes` reads them."
+    from .volumes import decathlon_pairs
+    return decathlon_pairs(root, tumour_labels)
+
 # %% ../nbs/00_readers.ipynb #73292d10
-LAYOUTS = {'figshare': figshare_pairs, 'lgg': lgg_pairs, 'folders': folder_pairs}
+LAYOUTS = {'figshare': figshare_pairs, 'lgg': lgg_pairs, 'folders': folder_pairs, 'decathlon': volume_pairs}
 
 def detect_layout(root) -> str:
-    "Name the layout of `root`: 'figshare' (numbered images/masks), 'folders' (other stems) or 'lgg' (case folders)."
+    "Name the layout of `root`: 'figshare' (numbered images/masks), 'folders' (other stems), 'lgg' (case folders) or 'decathlon' (NIfTI volumes in imagesTr/, labelsTr/)."
     root = _need_dir(root, 'dataset folder')
+    if (root/'imagesTr').is_dir(): return 'decathlon'
     if (root/'images').is_dir():
         imgs, _ = image_files_by_stem(root/'images')
         return 'figshare' if imgs and all(s.isdigit() for s in imgs) else 'folders'
     if (root/'kaggle_3m').is_dir() or any(p.is_dir() and any(p.glob('*_mask.tif')) for p in root.iterdir()): return 'lgg'
-    raise DataError(f"{root}: no known layout: expected images/ + masks/ folders, or LGG case folders (<case>/<case>_<k>.tif)")
+    raise DataError(f"{root}: no known layout: expected images/ + masks/ folders, LGG case folders (<case>/<case>_<k>.tif), or imagesTr/ + labelsTr/ of NIfTI volumes")
 
 # %% ../nbs/00_readers.ipynb #2144a224
-def read_pairs(root, layout:str='auto', verbose=True, **kwargs) -> pd.DataFrame:
-    "All (image, mask) pairs under `root` (`~` expanded), in layout `layout` ('auto', 'figshare', 'lgg' or 'folders')."
+def read_pairs(root, layout:str='auto', verbose=True, tumour_labels=None, **kwargs) -> pd.DataFrame:
+    "All (image, mask) pairs under `root` (`~` expanded), in layout `layout` ('auto', 'figshare', 'lgg', 'folders' or 'decathlon'); `tumour_labels`: the values of a volume's multi-class label that are tumour."
     root = Path(root).expanduser()
     if layout == 'auto': layout = detect_layout(root)
     if layout not in LAYOUTS: raise DataError(f"unknown layout '{layout}'; choose one of {', '.join(LAYOUTS)} or 'auto'")
+    if tumour_labels := as_tumour_labels(tumour_labels):
+        if layout != 'decathlon': raise DataError(f"{root}: tumour_labels maps the values of NIfTI labels; its {layout} masks are 0/255 images")
+        kwargs['tumour_labels'] = tumour_labels
     df = LAYOUTS[layout](root, **kwargs)
     if verbose: print(f"{root.name}: {describe_pairs(df)}")   # the folder's name: logs read the same on every machine
     return df
@@ -273,8 +322,9 @@ def verify_pairs(df:pd.DataFrame, channel:int|str|None=None, max_report=20) -> p
         except DataError as e:
             problems.append(str(e)); hw.append((0, 0)); area.append(-1)
     if problems:
+        n, problems = len(problems), list(dict.fromkeys(problems))     # one line per problem: the slices of one broken volume share theirs
         more = f"\n  … and {len(problems) - max_report} more" if len(problems) > max_report else ''
-        raise DataError(f"{len(problems)} of {len(df)} pairs are unusable:\n  " + '\n  '.join(problems[:max_report]) + more)
+        raise DataError(f"{n} of {len(df)} pairs are unusable:\n  " + '\n  '.join(problems[:max_report]) + more)
     df = df.copy()
     df['height'], df['width'] = [h for h, w in hw], [w for h, w in hw]
     df['tumour_px'] = area

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 import numpy as np, pandas as pd
 import cv2
-from .readers import DataError, few_names, read_slice_2d
+from .readers import DataError, few_names, read_slice_2d, source_file
 
 # %% auto #0
 __all__ = ['SPLIT_COLUMNS', 'SIDE_NAMES', 'neighbour_correlation', 'block_split', 'group_split', 'split_pairs', 'shared_groups',
@@ -94,7 +94,7 @@ def shared_groups(df:pd.DataFrame, by:str='patient') -> list:
 def save_split(df:pd.DataFrame, path) -> Path:
     "Save the split (one row per pair) as CSV, with absolute paths: the record of which slices were held out."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    cols = [c for c in ('image', 'mask', 'stem', 'patient', 'number', 'slice', 'order', 'block', 'source', 'layout', 'channel', 'split') if c in df]
+    cols = [c for c in ('image', 'mask', 'stem', 'patient', 'number', 'slice', 'voxel_ml', 'order', 'block', 'source', 'layout', 'channel', 'split') if c in df]
     out = df[cols].copy()
     if 'channel' not in out and df.attrs.get('channel') is not None: out['channel'] = df.attrs['channel']   # LGG's channel travels with the split
     for c in ('image', 'mask'): out[c] = [str(Path(p).resolve()) for p in out[c]]   # reusable from any working directory
@@ -143,7 +143,7 @@ def load_split(path, need_split:bool=True) -> pd.DataFrame:
             sides = sorted(set(df.loc[df[c] == twice.iloc[0], 'split'])) if 'split' in df else []
             raise DataError(f"{path}: {twice.nunique()} {c}(s) listed more than once: {twice.iloc[0]} on lines {lines}"
                             + (f", on both sides ({' and '.join(sides)})" if len(sides) > 1 else ''))
-    gone = [p for p in list(df['image']) + list(df['mask']) if not Path(p).exists()]
+    gone = [p for p in list(df['image']) + list(df['mask']) if not source_file(p).exists()]
     if gone: raise DataError(f"{path}: {len(gone)} file(s) of this split are missing: {few_names(gone)}")
     return df
 

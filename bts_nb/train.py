@@ -12,7 +12,7 @@ with quiet_fastai_import():
     from fastai.torch_core import set_seed
     from fastai.callback.progress import ProgressCallback
     import bts_nb
-    from bts_nb.readers import DataError, few_names, n_input_channels
+    from bts_nb.readers import DataError, few_names, n_input_channels, parse_slice_ref
     from bts_nb.splits import save_split
     from bts_nb.data import seg_dataloaders
     from bts_nb.models import build_model
@@ -33,7 +33,7 @@ with quiet_fastai_import():
     from bts_nb.runs import TrainConfig, checkpoint_file, check_out_folder, clear_run_folder, check_outside_data
 
 # %% auto #0
-__all__ = ['train_speed', 'epochs_for_budget', 'evaluate_rows', 'model_card', 'plot_curves', 'train']
+__all__ = ['train_speed', 'epochs_for_budget', 'evaluate_rows', 'normalisation', 'model_card', 'plot_curves', 'train']
 
 # %% ../nbs/05_train.ipynb #5d8db1ef
 def train_speed(cfg:TrainConfig, steps:int=5, warmup:int=2, frozen:bool=False, channels_last:bool|None=None) -> float:
@@ -97,13 +97,21 @@ def evaluate_rows(learn, rows:pd.DataFrame, threshold:float=0.5) -> pd.DataFrame
     tab.insert(0, 'name', [Path(p).name for p in tab['image']])
     return tab if tab['patient'].notna().any() else tab.drop(columns='patient')
 
+# %% ../nbs/05_train.ipynb #08bc0c19
+def normalisation(pairs:pd.DataFrame) -> str:
+    "How the slices of a pairs table became the model's input, for its card: slices of volumes are windowed per volume."
+    per_volume = pairs['image'].map(lambda p: parse_slice_ref(p) is not None).any()
+    window = '8-bit axial slice of a volume (uint8 volumes as is, else the 0.5-99.5 percentile window of the whole volume, per sequence)' if per_volume \
+             else '8-bit slice (uint8 as is, else 0.5-99.5 percentile window)'
+    return window + ', squish-resized to size, then per-image z-score'
+
 # %% ../nbs/05_train.ipynb #d0569e5e
 def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_epoch:int, epochs_trained:int, budget:dict|None=None,
                leak_check:dict|None=None) -> dict:
     "What a user (or `bts_predict`) needs to know to use the weights correctly."
     return dict(bts_nb_version=bts_nb.__version__, arch=cfg.arch, arch_kw=cfg.arch_kw, n_in=n_input_channels(dls.channel), size=cfg.size,
                 channel=dls.channel, threshold=cfg.threshold, output='one logit channel; sigmoid gives P(tumour)',
-                normalisation='8-bit slice (uint8 as is, else 0.5-99.5 percentile window), squish-resized to size, then per-image z-score',
+                normalisation=normalisation(dls.pairs),
                 loss=cfg.loss, precision=cfg.precision, precision_used=resolve_precision(cfg.precision), epochs_trained=epochs_trained, best_epoch=best_epoch,
                 train_minutes=round(seconds / 60, 2), data=cfg.data or 'synthetic', layout=dls.pairs.attrs.get('layout'),
                 split='split.csv', split_counts=dls.pairs.groupby('split').size().to_dict(), metrics=summary,
@@ -182,7 +190,7 @@ def _data_and_learner(cfg:TrainConfig, out, resume:bool, verbose:bool) -> tuple:
     "Seeded DataLoaders (a resumed run's own split.csv) and the Learner: everything that fails on bad input, before the folder is touched."
     set_seed(cfg.seed, reproducible=True)
     dls = seg_dataloaders(cfg.data, cfg.layout, size=cfg.size, bs=cfg.bs, aug=cfg.aug, valid_pct=cfg.valid_pct,
-                          test_pct=cfg.test_pct, seed=cfg.seed, channel=cfg.channel, split=out/'split.csv' if resume else cfg.split,
+                          test_pct=cfg.test_pct, seed=cfg.seed, channel=cfg.channel, tumour_labels=cfg.tumour_labels, split=out/'split.csv' if resume else cfg.split,
                           verbose=verbose, num_workers=cfg.loader_workers())
     leak_check = _check_users_split(cfg, dls) if (cfg.split and not resume) else None
     learn = seg_learner(dls, cfg.arch, cfg.loss, pretrained=cfg.pretrained, threshold=cfg.threshold, wd=cfg.wd, **cfg.arch_kw)   # missing weights fail here

@@ -4,20 +4,22 @@
 
 # %% ../nbs/06b_volumes.ipynb #6468a44d
 from __future__ import annotations
-import gzip, zlib
+import gzip, os, zlib
+from collections import OrderedDict
 from pathlib import Path
 import numpy as np, pandas as pd
 import nibabel as nib
-from .readers import DataError, to_uint8, as_channel, slice_array, read_mask, slice_order_key, few_names
+from .readers import DataError, to_uint8, as_channel, slice_array, read_mask, slice_order_key, few_names, slice_ref
 from .metrics import dice_score
 from .serialize import atomic_write
 from .streaming import PredictionLog
 from .phantoms import phantom_patient
 
 # %% auto #0
-__all__ = ['VOLUME_SUFFIXES', 'PHANTOM_AFFINE', 'LGG_AFFINE', 'VOLUME_COLUMNS', 'is_volume', 'volume_stem', 'read_volume',
-           'axial_slices', 'to_volume', 'write_mask_like', 'read_label', 'phantom_volumes', 'lgg_case_to_nifti',
-           'find_volumes', 'predict_volume', 'predict_volumes']
+__all__ = ['VOLUME_SUFFIXES', 'PHANTOM_AFFINE', 'LGG_AFFINE', 'VOLUME_CACHE', 'VOLUME_COLUMNS', 'is_volume', 'volume_stem',
+           'read_volume', 'axial_slices', 'to_volume', 'write_mask_like', 'binary_label', 'read_label',
+           'phantom_volumes', 'lgg_case_to_nifti', 'find_volumes', 'VolumeCache', 'volume_slice', 'decathlon_pairs',
+           'predict_volume', 'predict_volumes']
 
 # %% ../nbs/06b_volumes.ipynb #aee2fad7
 VOLUME_SUFFIXES = ('.nii', '.nii.gz')
@@ -51,6 +53,11 @@ def _to_ras(img) -> tuple:
     ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(img.affine), nib.orientations.axcodes2ornt('RAS'))
     return nib.orientations.apply_orientation(np.asanyarray(img.dataobj), ornt), ornt
 
+# %% ../nbs/06b_volumes.ipynb #3f62aaae
+def _ras_to_slices(ras:np.ndarray) -> np.ndarray:
+    "RAS voxels (X, Y, Z, ...) as axial slices (Z, H, W, ...): inferior to superior, anterior at the top, the patient's right on the left."
+    return np.ascontiguousarray(np.flip(np.moveaxis(ras, 2, 0).swapaxes(1, 2), (1, 2)))
+
 # %% ../nbs/06b_volumes.ipynb #2fbbfba4
 def axial_slices(img, channel:int|str|None=None) -> np.ndarray:
     "(Z, H, W) or (Z, H, W, C) 8-bit axial slices, inferior to superior, anterior at the top and the patient's right on the left; windowed per volume."
@@ -62,8 +69,7 @@ def axial_slices(img, channel:int|str|None=None) -> np.ndarray:
             ras = ras[..., channel]
         elif channel is None: raise DataError(f"a 4-D volume of {ras.shape[3]} sequences: choose one (--channel N) or all")
     elif channel == 'all': raise DataError("channel all: the volume is 3-D, one sequence")
-    u8 = to_uint8(ras)                                         # the 0.5-99.5 percentile window over the whole volume (per sequence)
-    return np.ascontiguousarray(np.flip(np.moveaxis(u8, 2, 0).swapaxes(1, 2), (1, 2)))
+    return _ras_to_slices(to_uint8(ras))                      # the 0.5-99.5 percentile window over the whole volume (per sequence)
 
 # %% ../nbs/06b_volumes.ipynb #791ced9a
 def to_volume(slices:np.ndarray, img) -> np.ndarray:
@@ -79,19 +85,30 @@ def write_mask_like(mask:np.ndarray, img, path) -> Path:
     out = nib.Nifti1Image(np.asarray(mask, np.uint8), img.affine, hdr)
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(gzip.compress(out.to_bytes(), compresslevel=6)))
 
-# %% ../nbs/06b_volumes.ipynb #22e754ff
-def read_label(path, img) -> np.ndarray:
-    "The label volume at `path` as 0/1 in `img`'s voxel order; a `DataError` if its shape or affine differ from `img`'s, or it holds other values."
-    lab = read_volume(path)
-    if lab.shape[:3] != img.shape[:3] or lab.ndim != 3:
-        raise DataError(f"{path}: shape {lab.shape}, but its image {img.shape[:3]}; a label is one 3-D volume on the image's grid")
+# %% ../nbs/06b_volumes.ipynb #f3981c3e
+def _check_grid(lab, img, path):
+    "Refuse a label (at `path`) that is not one 3-D volume on the grid of its image `img`."
+    if tuple(lab.shape) != tuple(img.shape[:3]):
+        raise DataError(f"{path}: shape {tuple(lab.shape)}, but its image {tuple(img.shape[:3])}; a label is one 3-D volume on the image's grid")
     if not np.allclose(lab.affine, img.affine, atol=1e-3):
         raise DataError(f"{path}: its affine differs from its image's; the label is not on the same grid (resample it first)")
-    data = np.asanyarray(lab.dataobj)
+
+# %% ../nbs/06b_volumes.ipynb #861a2cdd
+def binary_label(data:np.ndarray, path, tumour_labels=None) -> np.ndarray:
+    "A label's voxels as uint8 0/1: the values in `tumour_labels` are tumour; without them, only 0 and 1 are allowed (a multi-class label needs its mapping)."
+    if tumour_labels: return np.isin(data, list(tumour_labels)).astype(np.uint8)
     values = np.unique(data)
     if not set(values.tolist()) <= {0, 1}:
-        raise DataError(f"{path}: values {few_names(values.tolist(), 6)}; a tumour label holds 0 and 1 (map a multi-class label to 0/1 first)")
+        raise DataError(f"{path}: values {few_names(values.tolist(), 6)}; a tumour label holds 0 and 1. For a multi-class label, "
+                        "say which values are tumour (tumour_labels, e.g. 1,2,3 for the whole tumour of BraTS and the Decathlon)")
     return data.astype(np.uint8)
+
+# %% ../nbs/06b_volumes.ipynb #22e754ff
+def read_label(path, img, tumour_labels=None) -> np.ndarray:
+    "The label volume at `path` as 0/1 in `img`'s voxel order (`tumour_labels`: the values that are tumour); a `DataError` if it is not on `img`'s grid, or holds other values than 0 and 1 with no `tumour_labels`."
+    lab = read_volume(path)
+    _check_grid(lab, img, path)
+    return binary_label(np.asanyarray(lab.dataobj), path, tumour_labels)
 
 # %% ../nbs/06b_volumes.ipynb #16e4687e
 PHANTOM_AFFINE = np.array([[0, -0.9, 0, 110.], [-0.9, 0, 0, 95.], [0, 0, 3.0, -40.], [0, 0, 0, 1]])   # PLS, 0.9 x 0.9 x 3 mm voxels
@@ -115,7 +132,7 @@ LGG_AFFINE = np.array([[-0.94, 0, 0, 120.], [0, -0.94 * np.cos(_TILT), -3.0 * np
 def lgg_case_to_nifti(case_dir, image_path, label_path, affine:np.ndarray|None=None) -> tuple[Path, Path]:
     "Write one LGG case (<case>_<k>.tif, <case>_<k>_mask.tif) as a 4-D NIfTI image (sequences last) and a 3-D 0/1 label; `affine` default: `LGG_AFFINE`."
     case_dir, affine = Path(case_dir), LGG_AFFINE if affine is None else affine
-    tifs = sorted((f for f in case_dir.glob('*.tif') if not f.stem.endswith('_mask')), key=lambda f: slice_order_key(f.stem))
+    tifs = sorted((f for f in case_dir.glob('*.tif') if not f.stem.endswith('_mask')), key=lambda f: int(f.stem.rsplit('_', 1)[-1]))   # <case>_<k>: k is the level
     if not tifs: raise DataError(f"{case_dir}: no <case>_<k>.tif slices")
     imgs = np.stack([slice_array(f, 'all') for f in tifs])
     masks = np.stack([read_mask(f.with_name(f.stem + '_mask.tif'), imgs.shape[1:3], f) for f in tifs])
@@ -136,6 +153,81 @@ def find_volumes(path) -> tuple[list, dict]:
         lab = f.parent.parent/f.parent.name.replace('images', 'labels')/f.name
         if f.parent.name.startswith('images') and lab.is_file(): labels[str(f)] = str(lab)
     return [str(f) for f in files], labels
+
+# %% ../nbs/06b_volumes.ipynb #6d595997
+class VolumeCache:
+    "Decoded volumes under a key, the most recently used kept, up to `max_gb` in all."
+    def __init__(self, max_gb:float=4.0): self.max_bytes, self.items = max_gb * 2**30, OrderedDict()
+    def get(self, key, load):
+        "The array under `key`; `load()` makes it when it is not kept."
+        if key in self.items: self.items.move_to_end(key); return self.items[key]
+        self.items[key] = arr = load()
+        while len(self.items) > 1 and sum(a.nbytes for a in self.items.values()) > self.max_bytes: self.items.popitem(last=False)
+        return arr
+
+VOLUME_CACHE = VolumeCache(float(os.environ.get('BTS_NB_VOLUME_CACHE_GB', 4)))
+
+# %% ../nbs/06b_volumes.ipynb #dd11bdb6
+def _volume_slices(path, label:bool, tumour_labels) -> np.ndarray:
+    "All axial slices of the volume at `path`: an image's windowed per volume, every sequence kept; a label's as 0/1."
+    vol = read_volume(path)
+    if not label: return axial_slices(vol, 'all' if vol.ndim == 4 else None)
+    if vol.ndim != 3: raise DataError(f"{path}: a 4-D label; a label is one 3-D volume")
+    ras, _ = _to_ras(vol)
+    return _ras_to_slices(binary_label(ras, path, tumour_labels))
+
+# %% ../nbs/06b_volumes.ipynb #f7f3a7ab
+def volume_slice(file, z:int, label:bool=False, tumour_labels=None) -> np.ndarray:
+    "Axial slice `z` of the volume `file`: an image's (H, W) or (H, W, sequences), 8-bit; a label's 0/1 (`tumour_labels`: the values that are tumour)."
+    path = Path(file).expanduser()
+    if not path.exists(): raise DataError(f"{path}: file does not exist")
+    key = (str(path), path.stat().st_mtime_ns, label, tumour_labels)
+    slices = VOLUME_CACHE.get(key, lambda: _volume_slices(path, label, tumour_labels))
+    if not 0 <= z < len(slices): raise DataError(f"{path}: has {len(slices)} axial slices, no slice {z}")
+    return slices[z]
+
+# %% ../nbs/06b_volumes.ipynb #db83a1ea
+def _nifti_header(path):
+    "The NIfTI image at `path`, its header read and its voxels not yet."
+    try: return nib.load(str(path))
+    except Exception as e: raise DataError(f"{path}: not a readable NIfTI file ({str(e)[:150]})") from None
+
+# %% ../nbs/06b_volumes.ipynb #f2a18147
+def _axial_axis(affine) -> int:
+    "The voxel axis of a volume with `affine` that runs inferior-superior (the closest one, for an oblique volume)."
+    return int(np.flatnonzero(nib.orientations.io_orientation(affine)[:, 0] == 2)[0])
+
+# %% ../nbs/06b_volumes.ipynb #0aa7f0ab
+def _volume_files(folder) -> dict:
+    "Case name -> NIfTI file, for the volumes in `folder`."
+    return {volume_stem(f): f for f in sorted(Path(folder).iterdir()) if is_volume(f) and not f.name.startswith('.')}
+
+# %% ../nbs/06b_volumes.ipynb #931548fb
+def decathlon_pairs(root, tumour_labels=None) -> pd.DataFrame:
+    "Pairs from the Decathlon layout, `root/imagesTr/<case>.nii.gz` with `root/labelsTr/<case>.nii.gz`: one row per axial slice, `patient` the case, `voxel_ml` its voxel's volume in mL."
+    img_dir, lab_dir = Path(root).expanduser()/'imagesTr', Path(root).expanduser()/'labelsTr'
+    if not lab_dir.is_dir(): raise DataError(f"{lab_dir}: no labels folder; training on volumes needs a label for each (labelsTr/<case>.nii.gz)")
+    imgs, labs = _volume_files(img_dir), _volume_files(lab_dir)
+    if not imgs: raise DataError(f"{img_dir}: no NIfTI volumes (.nii, .nii.gz) in this folder")
+    per_seq = [c for c in imgs if c[-5:-4] == '_' and c[-4:].isdigit() and c[:-5] in labs]
+    if per_seq: raise DataError(f"{img_dir}: one file per sequence ({few_names(per_seq, 3)}); join each case's sequences into one 4-D volume, the sequences on the last axis")
+    no_lab, no_img = set(imgs) - set(labs), set(labs) - set(imgs)
+    if no_lab: raise DataError(f"{img_dir}: {len(no_lab)} volume(s) have no label in {lab_dir}: {few_names(no_lab)}")
+    if no_img: raise DataError(f"{lab_dir}: {len(no_img)} label(s) have no volume in {img_dir}: {few_names(no_img)}")
+    rows, seqs = [], {}
+    for case in sorted(imgs, key=slice_order_key):
+        img, lab = _nifti_header(imgs[case]), _nifti_header(labs[case])
+        if len(img.shape) not in (3, 4): raise DataError(f"{imgs[case]}: a {len(img.shape)}-D image; bts_nb reads 3-D volumes, and 4-D ones with the sequences on the last axis")
+        _check_grid(lab, img, labs[case])
+        seqs[case] = img.shape[3] if len(img.shape) == 4 else 1
+        voxel_ml = float(np.prod(img.header.get_zooms()[:3])) / 1000
+        rows += [dict(image=slice_ref(imgs[case], z), mask=slice_ref(labs[case], z, True, tumour_labels), stem=f'{case}_z{z:04d}',
+                      patient=case, slice=z, voxel_ml=voxel_ml) for z in range(img.shape[_axial_axis(img.affine)])]
+    if len(set(seqs.values())) > 1: raise DataError(f"{img_dir}: the volumes hold different numbers of sequences ({', '.join(f'{c}: {n}' for c, n in list(seqs.items())[:4])}, ...); one model reads one set")
+    df = pd.DataFrame(rows)
+    df['order'] = range(len(df))
+    df.attrs.update(layout='decathlon', sequences=next(iter(seqs.values())))
+    return df
 
 # %% ../nbs/06b_volumes.ipynb #9b366216
 def predict_volume(seg, path, out, label=None, channel:int|str|None=None, bs:int=8) -> dict:

@@ -110,3 +110,103 @@ def test_lgg_patient_as_nifti_gives_the_tiff_dice(learned, tmp_path):
     assert truth.sum() > 0 and pred.sum() > 0                          # tumour on both sides: the comparison is not of empty volumes
     card = json.loads((exp/'model_card.json').read_text())
     assert card['n_in'] == 1
+
+
+ONE_EPOCH = ('--arch', 'smp_unet', '--encoder', 'resnet18', '--pretrained', 'false', '--size', '64', '--epochs', '1')
+
+
+def _copy_set(src, dest, cases=None):
+    "A Decathlon folder `dest` holding `src`'s volumes and labels (all, or the `cases` named)."
+    for d in ('imagesTr', 'labelsTr'):
+        (dest/d).mkdir(parents=True)
+        for f in sorted((src/d).glob('*.nii.gz')):
+            if cases is None or f.name.split('.')[0] in cases: (dest/d/f.name).write_bytes(f.read_bytes())
+    return dest
+
+
+def test_bts_train_on_decathlon_volumes_folds_by_volume(tmp_path):
+    "`bts_train --folds` on a Decathlon folder: each volume is one patient, in one fold, and its tumour is reported in mL."
+    from bts_nb.volumes import phantom_volumes
+    root = phantom_volumes(tmp_path/'msd', n_patients=4, n_slices=8, size=64)
+    r = cli('bts_train', '--data', root, '--out', tmp_path/'cv', '--folds', 2, *ONE_EPOCH)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert '32 pairs (decathlon layout), 4 patients' in r.stdout
+    folds = pd.read_csv(tmp_path/'cv'/'folds.csv')
+    assert folds.groupby('patient').fold.nunique().eq(1).all() and sorted(folds.patient.unique()) == [f'phantom_{i:03d}' for i in range(4)]
+    assert folds.image.str.contains(r'imagesTr/phantom_\d{3}\.nii\.gz#z=\d{4}$').all()
+    for i in range(2):
+        split = pd.read_csv(tmp_path/'cv'/'splits'/f'fold_{i}.csv')
+        assert not set(split.patient[split.split == 'test']) & set(split.patient[split.split != 'test'])
+    patients = pd.read_csv(tmp_path/'cv'/'per_patient_oof.csv')
+    assert len(patients) == 4 and {'pred_ml', 'gt_ml'} <= set(patients.columns)
+    assert patients.gt_ml.gt(0).all()                                   # every phantom has a tumour, and its mL is from the voxel size
+    card = json.loads((tmp_path/'cv'/'fold_0'/'model_card.json').read_text())
+    assert 'window of the whole volume' in card['normalisation']
+
+
+def test_decathlon_sets_that_cannot_train_are_refused_by_name(volumes, tmp_path):
+    "Missing labels, labels off the image's grid or multi-class without a mapping, per-sequence files, 2-D and 5-D images, a cut volume."
+    from bts_nb.readers import DataError, read_pairs, verify_pairs
+    lab = nib.load(volumes/'labelsTr'/'phantom_001.nii.gz')
+    img = nib.load(volumes/'imagesTr'/'phantom_001.nii.gz')
+
+    def refused(name, *match, tumour_labels=None, verify=False):
+        with pytest.raises(DataError) as e:
+            df = read_pairs(tmp_path/name, verbose=False, tumour_labels=tumour_labels)
+            if verify: verify_pairs(df)
+        for m in match: assert m in str(e.value), str(e.value)
+        return str(e.value)
+
+    (_copy_set(volumes, tmp_path/'nolabel')/'labelsTr'/'phantom_001.nii.gz').unlink()
+    refused('nolabel', 'imagesTr: 1 volume(s) have no label', 'phantom_001')
+    nib.save(nib.Nifti1Image(np.asanyarray(lab.dataobj), np.eye(4)), _copy_set(volumes, tmp_path/'grid')/'labelsTr'/'phantom_001.nii.gz')
+    refused('grid', 'labelsTr/phantom_001.nii.gz: its affine differs')
+    nib.save(nib.Nifti1Image(np.asanyarray(lab.dataobj)[:, :, :-1], lab.affine), _copy_set(volumes, tmp_path/'shape')/'labelsTr'/'phantom_001.nii.gz')
+    refused('shape', 'labelsTr/phantom_001.nii.gz: shape', 'on the image\'s grid')
+    multi = (np.asanyarray(lab.dataobj) * 2).astype(np.uint8); multi[multi.shape[0] // 2:] *= 2   # tumour labelled 2 and 4
+    nib.save(nib.Nifti1Image(multi, lab.affine), _copy_set(volumes, tmp_path/'classes')/'labelsTr'/'phantom_001.nii.gz')
+    refused('classes', 'labelsTr/phantom_001.nii.gz: values 0, 2, 4', 'tumour_labels', verify=True)
+    r = cli('bts_train', '--data', tmp_path/'classes', '--out', tmp_path/'run', *ONE_EPOCH)
+    assert r.returncode == 2 and 'phantom_001.nii.gz: values 0, 2, 4' in r.stderr and not (tmp_path/'run').exists()
+    mapped = verify_pairs(read_pairs(tmp_path/'classes', verbose=False, tumour_labels='2,4'))
+    plain = verify_pairs(read_pairs(volumes, verbose=False))
+    one = lambda df: df.tumour_px[df.patient == 'phantom_001'].tolist()
+    assert one(mapped) == one(plain) and sum(one(plain)) > 0            # its 2 and 4 read as the 0/1 tumour
+    assert mapped.tumour_px[mapped.patient == 'phantom_000'].sum() == 0  # and phantom_000's 1s are not tumour under this mapping
+    with pytest.raises(DataError, match='its figshare masks are 0/255'):
+        from bts_nb.phantoms import make_synthetic
+        read_pairs(make_synthetic(tmp_path/'png', n_patients=1, n_slices=2, size=32), verbose=False, tumour_labels='1')
+    seq = _copy_set(volumes, tmp_path/'perseq')
+    (seq/'imagesTr'/'phantom_001.nii.gz').rename(seq/'imagesTr'/'phantom_001_0000.nii.gz')
+    refused('perseq', 'one file per sequence (phantom_001_0000)', 'join each case')
+    for name, shape in (('flat', img.shape[:2]), ('five', img.shape + (2, 1))):
+        nib.save(nib.Nifti1Image(np.zeros(shape, np.uint8), img.affine), _copy_set(volumes, tmp_path/name)/'imagesTr'/'phantom_001.nii.gz')
+        refused(name, f'imagesTr/phantom_001.nii.gz: a {len(shape)}-D image')
+    nib.save(nib.Nifti1Image(np.zeros(img.shape + (2,), np.uint8), img.affine), _copy_set(volumes, tmp_path/'mixed')/'imagesTr'/'phantom_001.nii.gz')
+    refused('mixed', 'different numbers of sequences', 'phantom_000: 1', 'phantom_001: 2')
+    cut = _copy_set(volumes, tmp_path/'cut')/'imagesTr'/'phantom_001.nii.gz'
+    cut.write_bytes(cut.read_bytes()[:len(cut.read_bytes()) // 3])
+    msg = refused('cut', '10 of 20 pairs are unusable', 'imagesTr/phantom_001.nii.gz', verify=True)
+    assert msg.count('phantom_001.nii.gz') == 1 and 'phantom_000' not in msg   # one line for the volume, none for its sound neighbour
+
+
+@needs_lgg
+def test_lgg_as_decathlon_volumes_gives_the_tiff_slices_and_folds(tmp_path):
+    "The LGG patients written as NIfTI (bench/lgg_to_nifti.py) read back as the same slices, masks, patients and 5 folds as the TIFFs."
+    import subprocess, sys
+    from bts_nb.data import split_sources
+    from bts_nb.splits import fold_groups
+    from bts_nb.readers import slice_array, read_mask
+    r = subprocess.run([sys.executable, Path(__file__).parents[1]/'bench'/'lgg_to_nifti.py', '--data', LGG, '--out', tmp_path/'lgg'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path/'lgg'/'dataset.json').read_text())['numTraining'] == 20
+    tiff = fold_groups(split_sources(LGG, valid_pct=0.0, seed=42, verbose=False), 5, 42)
+    nifti = fold_groups(split_sources(tmp_path/'lgg', valid_pct=0.0, seed=42, verbose=False), 5, 42)
+    assert nifti.attrs['layout'] == 'decathlon' and nifti.attrs['channel'] == tiff.attrs['channel'] == 'all'
+    tiff['z'] = tiff.groupby('patient').cumcount(); nifti['z'] = nifti['slice']   # LGG's slices are ordered by level, _1 first
+    both = tiff.merge(nifti, on=['patient', 'z'], suffixes=('_tif', '_nii'), validate='1:1')
+    assert len(both) == len(tiff) == len(nifti) == 738
+    assert (both.fold_tif == both.fold_nii).all() and (both.tumour_px_tif == both.tumour_px_nii).all()
+    for _, row in both.sample(12, random_state=0).iterrows():           # pixel for pixel, the three sequences and the mask
+        assert np.array_equal(slice_array(row.image_tif, 'all'), slice_array(row.image_nii, 'all'))
+        assert np.array_equal(read_mask(row.mask_tif), read_mask(row.mask_nii))
