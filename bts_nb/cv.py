@@ -72,7 +72,7 @@ def _clear_cv_folder(out):
 # %% ../nbs/05c_cv.ipynb #9af1ae89
 def _all_pairs(cfg:TrainConfig, verbose:bool) -> pd.DataFrame:
     "Every verified pair of `cfg.data` (or the phantoms), with its patient or block: the table the folds are cut from."
-    return split_sources(cfg.data, cfg.layout, cfg.channel, valid_pct=0.0, test_pct=0.0, seed=cfg.seed, verbose=verbose, tumour_labels=cfg.tumour_labels)
+    return split_sources(cfg.data, cfg.layout, cfg.channel, valid_pct=0.0, test_pct=0.0, seed=cfg.seed, verbose=verbose, tumour_labels=cfg.tumour_labels, sequences=cfg.sequences)
 
 # %% ../nbs/05c_cv.ipynb #ac6ef3bf
 def _start_cv(cfg:TrainConfig, out, folds:int, mode:str, verbose:bool):

@@ -14,7 +14,7 @@ with quiet_fastai_import():
     from fastcore.all import L
     from fastai.vision.all import (DataBlock, ImageBlock, PILImage, PILImageBW, PILMask, ItemTransform, Transform,
                                    TensorImage, Resize, ResizeMethod)
-    from bts_nb.readers import DataError, few_names, read_mask, read_pairs, read_slice_u8, verify_pairs, as_channel, ALL_CHANNELS, detect_layout, parse_slice_ref, load_array
+    from bts_nb.readers import DataError, few_names, read_mask, read_pairs, read_slice_u8, verify_pairs, as_channel, ALL_CHANNELS, detect_layout, parse_slice_ref, load_array, VOLUME_LAYOUTS
     from bts_nb.phantoms import synthetic_root
     from bts_nb.splits import load_split, split_pairs
 
@@ -146,8 +146,8 @@ def seg_datablock(size:int=256, aug:str='light', channel:int|str|None=None, seed
 
 # %% ../nbs/00c_data.ipynb #fedb7df6
 def default_channel(layout:str, with_single_channel:bool=False, sequences:int|None=None) -> int|str|None:
-    "LGG reads its three sequences ('all'), or its FLAIR (1), on which its masks were drawn, when it trains `with_single_channel` sources. Volumes ('decathlon') of three `sequences` read them all, of one read it; of more, the user chooses. Other layouts are single-channel (None)."
-    if layout == 'decathlon':
+    "LGG reads its three sequences ('all'), or its FLAIR (1), on which its masks were drawn, when it trains `with_single_channel` sources. Volumes ('decathlon', 'brats') of three `sequences` read them all, of one read it; of more, the user chooses. Other layouts are single-channel (None)."
+    if layout in ('decathlon', 'brats'):
         if sequences in (None, 1): return None
         if sequences == 3 and not with_single_channel: return ALL_CHANNELS
         raise DataError(f"the volumes hold {sequences} sequences: choose the one to train on (--channel N, as numbered in dataset.json)")
@@ -165,9 +165,9 @@ def data_sources(data) -> list|None:
 
 # %% ../nbs/00c_data.ipynb #dda42200
 def split_source(source, layout:str='auto', valid_pct:float=0.2, test_pct:float=0.0, seed:int=42, n_blocks:int=20,
-                 channel:int|str|None=None, verify:bool=True, verbose:bool=True, tumour_labels=None) -> pd.DataFrame:
-    "Read, verify and split one dataset folder: the pairs table with its `split` column (`tumour_labels`: the values of a volume's label that are tumour)."
-    df, channel = read_pairs(source, layout, verbose=verbose, tumour_labels=tumour_labels), as_channel(channel)
+                 channel:int|str|None=None, verify:bool=True, verbose:bool=True, tumour_labels=None, sequences=None) -> pd.DataFrame:
+    "Read, verify and split one dataset folder: the pairs table with its `split` column (`tumour_labels`: the values of a volume's label that are tumour; `sequences`: BraTS's files to read)."
+    df, channel = read_pairs(source, layout, verbose=verbose, tumour_labels=tumour_labels, sequences=sequences), as_channel(channel)
     if channel is None: channel = default_channel(df.attrs.get('layout'), sequences=df.attrs.get('sequences'))
     if verify: df = verify_pairs(df, channel)
     df = split_pairs(df, valid_pct, test_pct, seed, n_blocks=n_blocks)
@@ -181,7 +181,8 @@ def multi_source_split(sources:list, layout:str='auto', channel:int|str|None=Non
     layouts = [detect_layout(Path(s).expanduser()) if layout == 'auto' else layout for s in sources]
     mixed = any(name != 'lgg' for name in layouts)            # one model takes one number of channels: beside grey slices, LGG gives FLAIR
     for src, name in zip(sources, layouts):
-        opts = kwargs if name == 'decathlon' else {k: v for k, v in kwargs.items() if k != 'tumour_labels'}   # the label mapping is for the volumes
+        skip = ({'tumour_labels'} if name not in VOLUME_LAYOUTS else set()) | ({'sequences'} if name != 'brats' else set())   # the volumes' options
+        opts = {k: v for k, v in kwargs.items() if k not in skip}
         df = split_source(src, name, channel=default_channel(name, mixed) if channel is None else channel, **opts)
         df['source'] = str(Path(src).resolve())
         df['layout'] = df.attrs.get('layout')
@@ -211,9 +212,9 @@ def split_sources(source=None, layout:str='auto', channel:int|str|None=None, **k
 # %% ../nbs/00c_data.ipynb #3e670036
 def seg_dataloaders(source=None, layout:str='auto', size:int=256, bs:int=8, aug:str='light', valid_pct:float=0.2,
                     test_pct:float=0.0, seed:int=42, n_blocks:int=20, channel:int|str|None=None, split:pd.DataFrame|str|None=None,
-                    verify:bool=True, num_workers:int=0, verbose:bool=True, tumour_labels=None, **kwargs):
+                    verify:bool=True, num_workers:int=0, verbose:bool=True, tumour_labels=None, sequences=None, **kwargs):
     "DataLoaders over `source` (a dataset folder, several, or None: the synthetic set), verified and split without shared patients."
-    opts = dict(valid_pct=valid_pct, test_pct=test_pct, seed=seed, n_blocks=n_blocks, verify=verify, verbose=verbose, tumour_labels=tumour_labels)
+    opts = dict(valid_pct=valid_pct, test_pct=test_pct, seed=seed, n_blocks=n_blocks, verify=verify, verbose=verbose, tumour_labels=tumour_labels, sequences=sequences)
     if split is not None:
         df = load_split(split) if isinstance(split, (str, Path)) else split
     else: df = split_sources(source, layout, channel, **opts)

@@ -314,7 +314,7 @@ def _check_predict_args(model, input, out, resume, overwrite, shard) -> tuple:
 
 # %% ../nbs/06_inference.ipynb #f28e3eec
 def _segment_inputs(seg, input, out, channel, bs, overwrite, resume, shard, workers, save) -> pd.DataFrame:
-    "bts_predict's work: NIfTI volumes (a .nii/.nii.gz file, a folder of them, a Decathlon root) into masks in their geometry; else slices."
+    "bts_predict's work: volumes (a .nii/.nii.gz file, a folder of them, a Decathlon root, a DICOM series folder or a folder of them) into masks in their geometry; else slices."
     volumes, labels = find_volumes(input)
     if volumes:
         if shard: raise ValueError("--shard: volumes are not split into shards; segment them in one run (--resume continues it)")
@@ -326,8 +326,8 @@ def _segment_inputs(seg, input, out, channel, bs, overwrite, resume, shard, work
 @call_parse
 def bts_predict(
     model:str=None,              # a bts_train run folder (model.safetensors + model_card.json), or a --folds folder: its folds' mean
-    input:str=None,              # an image, a folder of images, a dataset root (masks there give Dice), or NIfTI volumes (a file, a folder, a Decathlon root)
-    out:str=None,                # folder for masks, overlays and predictions.csv (volumes: <name>_mask.nii.gz and volumes.csv)
+    input:str=None,              # an image, a folder of images, a dataset root (masks there give Dice), or volumes (NIfTI: a file, a folder, a Decathlon root; DICOM: a series folder, or a folder of them)
+    out:str=None,                # folder for masks, overlays and predictions.csv (volumes: <name>_mask.nii.gz, a DICOM series also <name>_seg.dcm, and volumes.csv)
     threshold:float=None,        # probability threshold (default: the model card's)
     tta:str='none',              # test-time augmentation: none, flip (horizontal) or full (both flips)
     min_size:int=0,              # drop predicted components smaller than this many pixels

@@ -12,11 +12,11 @@ from PIL import Image
 import tifffile
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'ALL_CHANNELS', 'LAYOUTS', 'quiet_fastai_import', 'DataError', 'few_names', 'slice_ref',
-           'as_tumour_labels', 'parse_slice_ref', 'source_file', 'load_array', 'as_channel', 'n_input_channels',
-           'slice_array', 'read_slice', 'read_slice_2d', 'to_uint8', 'read_slice_u8', 'read_mask',
-           'image_files_by_stem', 'slice_order_key', 'folder_pairs', 'patient_ids', 'figshare_pairs', 'lgg_pairs',
-           'volume_pairs', 'detect_layout', 'read_pairs', 'describe_pairs', 'verify_pairs']
+__all__ = ['IMAGE_EXTS', 'ALL_CHANNELS', 'LAYOUTS', 'VOLUME_LAYOUTS', 'quiet_fastai_import', 'DataError', 'few_names',
+           'slice_ref', 'as_tumour_labels', 'as_sequences', 'parse_slice_ref', 'source_file', 'load_array',
+           'as_channel', 'n_input_channels', 'slice_array', 'read_slice', 'read_slice_2d', 'to_uint8', 'read_slice_u8',
+           'read_mask', 'image_files_by_stem', 'slice_order_key', 'folder_pairs', 'patient_ids', 'figshare_pairs',
+           'lgg_pairs', 'volume_pairs', 'brats_pairs', 'detect_layout', 'read_pairs', 'describe_pairs', 'verify_pairs']
 
 # %% ../nbs/00_readers.ipynb #98af9e90
 @contextmanager
@@ -31,7 +31,7 @@ class DataError(ValueError):
     "Bad input data: the message names the file and what is wrong with it."
 
 # %% ../nbs/00_readers.ipynb #4f354550
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp')
+IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.dcm')
 
 def _need_dir(path, what):
     path = Path(path)
@@ -46,12 +46,13 @@ def few_names(names, k=5) -> str:
     return ', '.join(names[:k]) + (f' … ({len(names)} in all)' if len(names) > k else '')
 
 # %% ../nbs/00_readers.ipynb #923e0ec2
-_SLICE_REF = re.compile(r'^(?P<file>.+)#z=(?P<z>\d+)(?P<label>&label(?:=(?P<tumour>\d+(?:,\d+)*))?)?$')
+_SLICE_REF = re.compile(r'^(?P<file>.+)#z=(?P<z>\d+)(?:&seq=(?P<seq>[^&#,]+(?:,[^&#,]+)*))?(?P<label>&label(?:=(?P<tumour>\d+(?:,\d+)*))?)?$')
 
-def slice_ref(file, z:int, label:bool=False, tumour_labels=None) -> str:
-    "The name of axial slice `z` of the volume `file`, a pairs table's `image` or `mask`: 'case.nii.gz#z=0012'; a label adds '&label', or '&label=1,2,3' for the values that are tumour."
+def slice_ref(file, z:int, label:bool=False, tumour_labels=None, sequences=None) -> str:
+    "The name of axial slice `z` of the volume `file`, a pairs table's `image` or `mask`: 'case.nii.gz#z=0012'; `sequences` fill the `{seq}` of a per-sequence `file`, in channel order ('&seq=t1ce,t2,flair'); a label adds '&label', or '&label=1,2,3' for the values that are tumour."
+    seq = '&seq=' + ','.join(sequences) if sequences else ''
     tail = '&label' + ('=' + ','.join(str(int(v)) for v in tumour_labels) if tumour_labels else '') if label else ''
-    return f"{file}#z={int(z):04d}{tail}"
+    return f"{file}#z={int(z):04d}{seq}{tail}"
 
 # %% ../nbs/00_readers.ipynb #4f17c9a4
 def as_tumour_labels(v) -> tuple|None:
@@ -63,19 +64,29 @@ def as_tumour_labels(v) -> tuple|None:
     if not labels or min(labels) < 1: raise DataError(f"tumour_labels {v!r}: tumour values are positive integers (0 is background)")
     return labels
 
+# %% ../nbs/00_readers.ipynb #d0ac19ba
+def as_sequences(v) -> tuple|None:
+    "Sequence names in channel order, from 't1ce,t2,flair', a list or None."
+    if v is None or (isinstance(v, str) and not v.strip()): return None
+    names = tuple(s.strip() for s in (v.split(',') if isinstance(v, str) else v))
+    if not all(re.fullmatch(r'[\w.-]+', s) for s in names): raise DataError(f"sequences {v!r}: give the sequences' file-name suffixes, e.g. flair or t1ce,t2,flair")
+    if len(set(names)) != len(names): raise DataError(f"sequences {v!r}: a sequence is named twice")
+    return names
+
 # %% ../nbs/00_readers.ipynb #c7a65c7a
 def parse_slice_ref(path) -> dict|None:
-    "The parts of a slice reference (file, z, label, tumour_labels); None for a plain file."
+    "The parts of a slice reference (file, z, label, tumour_labels, sequences); None for a plain file."
     m = _SLICE_REF.match(str(path))
     if not m: return None
     tumour = as_tumour_labels(m['tumour'])
-    return dict(file=m['file'], z=int(m['z']), label=bool(m['label']), tumour_labels=tumour)
+    return dict(file=m['file'], z=int(m['z']), label=bool(m['label']), tumour_labels=tumour, sequences=tuple(m['seq'].split(',')) if m['seq'] else None)
 
 # %% ../nbs/00_readers.ipynb #41ac6d24
 def source_file(path) -> Path:
-    "The file on disk behind `path`: the volume of a slice reference, else `path` itself."
+    "The file on disk behind `path`: the volume of a slice reference (of a per-sequence one, its first sequence's), else `path` itself."
     ref = parse_slice_ref(path)
-    return Path(ref['file'] if ref else path)
+    if not ref: return Path(path)
+    return Path(ref['file'].replace('{seq}', ref['sequences'][0]) if ref['sequences'] else ref['file'])
 
 # %% ../nbs/00_readers.ipynb #8dfb8e5b
 def load_array(path) -> np.ndarray:
@@ -87,6 +98,9 @@ def load_array(path) -> np.ndarray:
     path = Path(path)
     if not path.exists(): raise DataError(f"{path}: file does not exist")
     if path.stat().st_size == 0: raise DataError(f"{path}: file is empty (0 bytes)")
+    if path.suffix.lower() == '.dcm':
+        from .dicom import dicom_pixels                   # one DICOM file is one slice, in the scanner's values (chapter 06c_dicom)
+        return dicom_pixels(path)
     try:
         if path.suffix.lower() in ('.tif', '.tiff'):
             with tifffile.TiffFile(path) as tif:
@@ -278,28 +292,39 @@ def volume_pairs(root, tumour_labels=None) -> pd.DataFrame:
     from .volumes import decathlon_pairs
     return decathlon_pairs(root, tumour_labels)
 
+def brats_pairs(root, sequences=None, tumour_labels=None) -> pd.DataFrame:
+    "Pairs from BraTS's layout, one folder per case with a NIfTI file per sequence (`<case>_flair.nii.gz`, ...) and its label (`<case>_seg.nii.gz`): one row per axial slice. Chapter `06b_volumes` reads them."
+    from .volumes import per_sequence_pairs
+    return per_sequence_pairs(root, sequences, tumour_labels)
+
 # %% ../nbs/00_readers.ipynb #73292d10
-LAYOUTS = {'figshare': figshare_pairs, 'lgg': lgg_pairs, 'folders': folder_pairs, 'decathlon': volume_pairs}
+LAYOUTS = {'figshare': figshare_pairs, 'lgg': lgg_pairs, 'folders': folder_pairs, 'decathlon': volume_pairs, 'brats': brats_pairs}
+VOLUME_LAYOUTS = ('decathlon', 'brats')          # NIfTI labels: tumour_labels applies
 
 def detect_layout(root) -> str:
-    "Name the layout of `root`: 'figshare' (numbered images/masks), 'folders' (other stems), 'lgg' (case folders) or 'decathlon' (NIfTI volumes in imagesTr/, labelsTr/)."
+    "Name the layout of `root`: 'figshare' (numbered images/masks), 'folders' (other stems), 'lgg' (case folders), 'decathlon' (NIfTI volumes in imagesTr/, labelsTr/) or 'brats' (case folders of NIfTI files, one per sequence, and a *seg label)."
     root = _need_dir(root, 'dataset folder')
     if (root/'imagesTr').is_dir(): return 'decathlon'
     if (root/'images').is_dir():
         imgs, _ = image_files_by_stem(root/'images')
         return 'figshare' if imgs and all(s.isdigit() for s in imgs) else 'folders'
-    if (root/'kaggle_3m').is_dir() or any(p.is_dir() and any(p.glob('*_mask.tif')) for p in root.iterdir()): return 'lgg'
-    raise DataError(f"{root}: no known layout: expected images/ + masks/ folders, LGG case folders (<case>/<case>_<k>.tif), or imagesTr/ + labelsTr/ of NIfTI volumes")
+    cases = [p for p in root.iterdir() if p.is_dir()]
+    if any(any(p.glob('*seg.nii.gz')) or any(p.glob('*seg.nii')) for p in cases): return 'brats'
+    if (root/'kaggle_3m').is_dir() or any(any(p.glob('*_mask.tif')) for p in cases): return 'lgg'
+    raise DataError(f"{root}: no known layout: expected images/ + masks/ folders, LGG case folders (<case>/<case>_<k>.tif), imagesTr/ + labelsTr/ of NIfTI volumes, or BraTS case folders (<case>/<case>_flair.nii.gz, ..., <case>_seg.nii.gz)")
 
 # %% ../nbs/00_readers.ipynb #2144a224
-def read_pairs(root, layout:str='auto', verbose=True, tumour_labels=None, **kwargs) -> pd.DataFrame:
-    "All (image, mask) pairs under `root` (`~` expanded), in layout `layout` ('auto', 'figshare', 'lgg', 'folders' or 'decathlon'); `tumour_labels`: the values of a volume's multi-class label that are tumour."
+def read_pairs(root, layout:str='auto', verbose=True, tumour_labels=None, sequences=None, **kwargs) -> pd.DataFrame:
+    "All (image, mask) pairs under `root` (`~` expanded), in layout `layout` ('auto', 'figshare', 'lgg', 'folders', 'decathlon' or 'brats'); `tumour_labels`: the values of a volume's multi-class label that are tumour; `sequences`: BraTS's sequence files to read, in channel order."
     root = Path(root).expanduser()
     if layout == 'auto': layout = detect_layout(root)
     if layout not in LAYOUTS: raise DataError(f"unknown layout '{layout}'; choose one of {', '.join(LAYOUTS)} or 'auto'")
     if tumour_labels := as_tumour_labels(tumour_labels):
-        if layout != 'decathlon': raise DataError(f"{root}: tumour_labels maps the values of NIfTI labels; its {layout} masks are 0/255 images")
+        if layout not in VOLUME_LAYOUTS: raise DataError(f"{root}: tumour_labels maps the values of NIfTI labels; its {layout} masks are 0/255 images")
         kwargs['tumour_labels'] = tumour_labels
+    if sequences := as_sequences(sequences):
+        if layout != 'brats': raise DataError(f"{root}: sequences names BraTS's per-sequence files; a {layout} set holds its sequences in one file (choose with channel)")
+        kwargs['sequences'] = sequences
     df = LAYOUTS[layout](root, **kwargs)
     if verbose: print(f"{root.name}: {describe_pairs(df)}")   # the folder's name: logs read the same on every machine
     return df

@@ -11,7 +11,7 @@ with quiet_fastai_import():
     from pathlib import Path
     import torch, yaml
     from fastcore.basics import patch
-    from bts_nb.readers import few_names, as_channel, as_tumour_labels
+    from bts_nb.readers import few_names, as_channel, as_tumour_labels, as_sequences
     from bts_nb.data import data_sources, AUG_LEVELS
     from bts_nb.models import ARCHS
     from bts_nb.encoders import PACKAGED_ENCODERS
@@ -31,13 +31,14 @@ RECOMMENDED_ARCH_KW = {'smp_unet': dict(encoder='tf_efficientnet_lite0'), 'dynam
 class TrainConfig:
     "Everything that defines a training run."
     data: str|list|None = None     # dataset folder (Figshare/Kaggle, LGG kaggle_3m or images/masks folders), several (a list, or joined by commas), or None: the synthetic phantoms
-    layout: str = 'auto'           # 'auto', 'figshare', 'lgg', 'folders' or 'decathlon' (NIfTI volumes in imagesTr/, labelsTr/)
+    layout: str = 'auto'           # 'auto', 'figshare', 'lgg', 'folders', 'decathlon' (NIfTI volumes in imagesTr/, labelsTr/) or 'brats' (case folders, a NIfTI file per sequence)
     split: str|None = None         # a split table to reuse (bts_train's split.csv, or your own with image, mask and split columns); checked for leaks first
     allow_leaky_split: bool = False  # train on a `split` that the leak check flags or cannot judge (the model card records it)
     valid_pct: float = 0.2         # share of the slices, whole patients (or blocks of the numbering), that validates each epoch
     test_pct: float = 0.0          # share held out as a test set, scored once at the end
     channel: int|str|None = None   # channel of multi-channel files: all, or a plane number (1: LGG's FLAIR); None: LGG's three sequences, or its FLAIR beside single-channel data
     tumour_labels: str|list|None = None   # the values of multi-class NIfTI labels that are tumour, e.g. 1,2,3 (BraTS's and the Decathlon's whole tumour); None: labels hold 0 and 1
+    sequences: str|list|None = None   # one file per sequence (BraTS): those to read, by the files' suffix, in channel order: one (flair) or three (t1ce,t2,flair)
     arch: str = 'smp_unet'         # one of bts_nb.models.ARCHS: smp_unet (smp's U-Net), dynamic_unet (fastai's), ...
     arch_kw: dict|None = None      # the architecture's options; None: its recommended start (`RECOMMENDED_ARCH_KW`; {} for the others)
     pretrained: bool|str|None = None   # true, false or a local weights file; None: true when bts_nb ships the encoder's ImageNet weights (tf_efficientnet_lite0/1/2)
@@ -64,8 +65,7 @@ class TrainConfig:
         if self.arch_kw is None: self.arch_kw = dict(RECOMMENDED_ARCH_KW.get(self.arch, {}))
         if self.pretrained is None: self.pretrained = self.arch_kw.get('encoder') in PACKAGED_ENCODERS
         self.channel = as_channel(self.channel)                # '1' from the command line is plane 1
-        labels = as_tumour_labels(self.tumour_labels)
-        self.tumour_labels = list(labels) if labels else None   # a plain list: config.yaml stays plain YAML
+        self.tumour_labels, self.sequences = (list(v) if v else None for v in (as_tumour_labels(self.tumour_labels), as_sequences(self.sequences)))   # plain lists: plain YAML
 
 # %% ../nbs/04b_runs.ipynb #66a31a0b
 @patch

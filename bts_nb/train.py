@@ -190,7 +190,7 @@ def _data_and_learner(cfg:TrainConfig, out, resume:bool, verbose:bool) -> tuple:
     "Seeded DataLoaders (a resumed run's own split.csv) and the Learner: everything that fails on bad input, before the folder is touched."
     set_seed(cfg.seed, reproducible=True)
     dls = seg_dataloaders(cfg.data, cfg.layout, size=cfg.size, bs=cfg.bs, aug=cfg.aug, valid_pct=cfg.valid_pct,
-                          test_pct=cfg.test_pct, seed=cfg.seed, channel=cfg.channel, tumour_labels=cfg.tumour_labels, split=out/'split.csv' if resume else cfg.split,
+                          test_pct=cfg.test_pct, seed=cfg.seed, channel=cfg.channel, tumour_labels=cfg.tumour_labels, sequences=cfg.sequences, split=out/'split.csv' if resume else cfg.split,
                           verbose=verbose, num_workers=cfg.loader_workers())
     leak_check = _check_users_split(cfg, dls) if (cfg.split and not resume) else None
     learn = seg_learner(dls, cfg.arch, cfg.loss, pretrained=cfg.pretrained, threshold=cfg.threshold, wd=cfg.wd, **cfg.arch_kw)   # missing weights fail here

@@ -10,16 +10,18 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import nibabel as nib
 from .readers import DataError, to_uint8, as_channel, slice_array, read_mask, slice_order_key, few_names, slice_ref
+from scipy import ndimage
 from .metrics import dice_score
 from .serialize import atomic_write
 from .streaming import PredictionLog
 from .phantoms import phantom_patient
+from .dicom import is_dicom_file, read_dicom_series, write_dicom_seg
 
 # %% auto #0
 __all__ = ['VOLUME_SUFFIXES', 'PHANTOM_AFFINE', 'LGG_AFFINE', 'VOLUME_CACHE', 'VOLUME_COLUMNS', 'is_volume', 'volume_stem',
            'read_volume', 'axial_slices', 'to_volume', 'write_mask_like', 'binary_label', 'read_label',
            'phantom_volumes', 'lgg_case_to_nifti', 'find_volumes', 'VolumeCache', 'volume_slice', 'decathlon_pairs',
-           'predict_volume', 'predict_volumes']
+           'per_sequence_pairs', 'phantom_brats', 'predict_volume', 'predict_volumes']
 
 # %% ../nbs/06b_volumes.ipynb #aee2fad7
 VOLUME_SUFFIXES = ('.nii', '.nii.gz')
@@ -30,7 +32,8 @@ def is_volume(path) -> bool:
 
 # %% ../nbs/06b_volumes.ipynb #a0c6ffa8
 def volume_stem(path) -> str:
-    "The file name without .nii or .nii.gz."
+    "The file name without .nii or .nii.gz (a DICOM series: its folder's name)."
+    if Path(path).is_dir(): return Path(path).name
     name = Path(path).name
     return name[:-7] if name.lower().endswith('.nii.gz') else name[:-4] if name.lower().endswith('.nii') else Path(name).stem
 
@@ -86,12 +89,12 @@ def write_mask_like(mask:np.ndarray, img, path) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(gzip.compress(out.to_bytes(), compresslevel=6)))
 
 # %% ../nbs/06b_volumes.ipynb #f3981c3e
-def _check_grid(lab, img, path):
-    "Refuse a label (at `path`) that is not one 3-D volume on the grid of its image `img`."
+def _check_grid(lab, img, path, what:str='a label'):
+    "Refuse a label (or another sequence: `what`) at `path` that is not one 3-D volume on the grid of its image `img`."
     if tuple(lab.shape) != tuple(img.shape[:3]):
-        raise DataError(f"{path}: shape {tuple(lab.shape)}, but its image {tuple(img.shape[:3])}; a label is one 3-D volume on the image's grid")
+        raise DataError(f"{path}: shape {tuple(lab.shape)}, but its image {tuple(img.shape[:3])}; {what} is one 3-D volume on the image's grid")
     if not np.allclose(lab.affine, img.affine, atol=1e-3):
-        raise DataError(f"{path}: its affine differs from its image's; the label is not on the same grid (resample it first)")
+        raise DataError(f"{path}: its affine differs from its image's; {what} must lie on the same grid (resample it first)")
 
 # %% ../nbs/06b_volumes.ipynb #861a2cdd
 def binary_label(data:np.ndarray, path, tumour_labels=None) -> np.ndarray:
@@ -142,12 +145,17 @@ def lgg_case_to_nifti(case_dir, image_path, label_path, affine:np.ndarray|None=N
     return Path(image_path), Path(label_path)
 
 # %% ../nbs/06b_volumes.ipynb #efb753f7
+def _is_dicom_series(folder) -> bool:
+    "Is `folder` a folder of DICOM files (one series, `read_dicom_series` checks)?"
+    return folder.is_dir() and any(is_dicom_file(f) for f in folder.iterdir())
+
 def find_volumes(path) -> tuple[list, dict]:
-    "The NIfTI volumes at `path` (a file, a folder of them, or a Decathlon root with imagesTr/ or imagesTs/), and their labels (labelsTr/, labelsTs/ by name)."
+    "The volumes at `path`: NIfTI (a file, a folder of them, or a Decathlon root with imagesTr/ or imagesTs/, their labels from labelsTr/, labelsTs/ by name), or DICOM series (a folder of slices, or a folder of such folders)."
     path = Path(path).expanduser()
     if path.is_file(): files = [path] if is_volume(path) else []
     elif any((path/d).is_dir() for d in ('imagesTr', 'imagesTs')): files = sorted(f for d in ('imagesTr', 'imagesTs') for f in (path/d).glob('*') if is_volume(f))
-    else: files = sorted(f for f in path.glob('*') if is_volume(f))
+    elif _is_dicom_series(path): files = [path]
+    else: files = sorted(f for f in path.glob('*') if is_volume(f)) or sorted(d for d in path.iterdir() if _is_dicom_series(d))
     labels = {}
     for f in files:
         lab = f.parent.parent/f.parent.name.replace('images', 'labels')/f.name
@@ -177,8 +185,13 @@ def _volume_slices(path, label:bool, tumour_labels) -> np.ndarray:
     return _ras_to_slices(binary_label(ras, path, tumour_labels))
 
 # %% ../nbs/06b_volumes.ipynb #f7f3a7ab
-def volume_slice(file, z:int, label:bool=False, tumour_labels=None) -> np.ndarray:
-    "Axial slice `z` of the volume `file`: an image's (H, W) or (H, W, sequences), 8-bit; a label's 0/1 (`tumour_labels`: the values that are tumour)."
+def volume_slice(file, z:int, label:bool=False, tumour_labels=None, sequences=None) -> np.ndarray:
+    "Axial slice `z` of the volume `file`: an image's (H, W) or (H, W, sequences), 8-bit; a label's 0/1 (`tumour_labels`: the values that are tumour). With `sequences`, `file` holds `{seq}`: one 3-D file per sequence, stacked in that order."
+    if sequences:
+        planes = {s: volume_slice(str(file).replace('{seq}', s), z) for s in sequences}
+        for s, a in planes.items():
+            if a.shape != planes[sequences[0]].shape: raise DataError(f"{str(file).replace('{seq}', s)}: slice {z} has shape {a.shape}, its other sequences {planes[sequences[0]].shape}; one file per sequence holds one 3-D volume on the same grid")
+        return planes[sequences[0]] if len(sequences) == 1 else np.stack(list(planes.values()), -1)
     path = Path(file).expanduser()
     if not path.exists(): raise DataError(f"{path}: file does not exist")
     key = (str(path), path.stat().st_mtime_ns, label, tumour_labels)
@@ -229,10 +242,73 @@ def decathlon_pairs(root, tumour_labels=None) -> pd.DataFrame:
     df.attrs.update(layout='decathlon', sequences=next(iter(seqs.values())))
     return df
 
+# %% ../nbs/06b_volumes.ipynb #59f12914
+def _sequence_files(case_dir) -> tuple[dict, str|None]:
+    "A BraTS case folder's NIfTI files as {sequence: file}, the sequence read from '<case>_<seq>' or '<case>-<seq>', and the separator."
+    case, files, sep = case_dir.name, {}, None
+    for f in sorted(case_dir.iterdir()):
+        stem = volume_stem(f)
+        if is_volume(f) and not f.name.startswith('.') and stem.startswith(case) and stem[len(case):len(case) + 1] in ('_', '-'):
+            files[stem[len(case) + 1:]], sep = f, stem[len(case)]
+    return files, sep
+
+# %% ../nbs/06b_volumes.ipynb #7f264da0
+def _choose_sequences(cases:dict, sequences) -> tuple:
+    "The sequences to read: `sequences` if every case has them, else all of a set of one or three; a `DataError` that names the choice otherwise."
+    found = set.intersection(*(set(files) - {'seg'} for files in cases.values()))
+    if sequences:
+        for case, files in cases.items():
+            if missing := [s for s in sequences if s not in files]:
+                raise DataError(f"{case}: no {' or '.join(missing)} file (<case>_{missing[0]}.nii.gz); it has {few_names(set(files) - {'seg'})}")
+        if len(sequences) not in (1, 3): raise DataError(f"sequences {','.join(sequences)}: a model reads one sequence or three")
+        return tuple(sequences)
+    if len(found) in (1, 3): return tuple(sorted(found))
+    raise DataError(f"the cases hold {len(found)} sequences ({few_names(found, 6)}): choose one or three, in channel order (sequences, e.g. flair or t1ce,t2,flair)")
+
+# %% ../nbs/06b_volumes.ipynb #6b01fe68
+def per_sequence_pairs(root, sequences=None, tumour_labels=None) -> pd.DataFrame:
+    "Pairs from BraTS's layout, `root/<case>/<case>_<seq>.nii.gz` (or `-<seq>`) per sequence and `<case>_seg.nii.gz`: one row per axial slice, `sequences` (their names, in channel order) stacked as channels, `patient` the case."
+    root = Path(root).expanduser()
+    cases = {d.name: _sequence_files(d)[0] for d in sorted(root.iterdir(), key=lambda d: slice_order_key(d.name)) if d.is_dir() and not d.name.startswith('.')}
+    cases = {c: files for c, files in cases.items() if files}
+    if not cases: raise DataError(f"{root}: no case folders of NIfTI files (<case>/<case>_flair.nii.gz, ..., <case>_seg.nii.gz)")
+    if no_seg := [c for c, files in cases.items() if 'seg' not in files]: raise DataError(f"{root}: {len(no_seg)} case(s) have no label (<case>_seg.nii.gz): {few_names(no_seg)}")
+    seqs, rows = _choose_sequences(cases, sequences), []
+    for case, files in cases.items():
+        first = _nifti_header(files[seqs[0]])
+        for s in seqs[1:] + ('seg',):
+            _check_grid(_nifti_header(files[s]), first, files[s], 'each sequence' if s != 'seg' else 'a label')
+        if len(first.shape) != 3: raise DataError(f"{files[seqs[0]]}: a {len(first.shape)}-D image; with one file per sequence each holds one 3-D volume")
+        sep = files[seqs[0]].name[len(case)]
+        template = str(files[seqs[0]].with_name(case + sep + '{seq}' + files[seqs[0]].name[len(case) + 1 + len(seqs[0]):]))
+        if any(str(files[s]) != template.replace('{seq}', s) for s in seqs): raise DataError(f"{root/case}: its sequence files are named differently ({few_names(files[s].name for s in seqs)})")
+        voxel_ml = float(np.prod(first.header.get_zooms()[:3])) / 1000
+        rows += [dict(image=slice_ref(template, z, sequences=seqs), mask=slice_ref(files['seg'], z, True, tumour_labels), stem=f'{case}_z{z:04d}',
+                      patient=case, slice=z, voxel_ml=voxel_ml) for z in range(first.shape[_axial_axis(first.affine)])]
+    df = pd.DataFrame(rows)
+    df['order'] = range(len(df))
+    df.attrs.update(layout='brats', sequences=len(seqs), sequence_names=seqs)
+    return df
+
+# %% ../nbs/06b_volumes.ipynb #1fe1d5f2
+def phantom_brats(dest, n_patients:int=2, n_slices:int=12, size:int=96, seed:int=0) -> Path:
+    "Phantom patients in BraTS's layout under `dest`: `<case>/<case>_{t1,t1ce,t2,flair}.nii.gz` and `<case>_seg.nii.gz`, labelled as BraTS labels (edema 2 around an enhancing core 4); stored PLS. FLAIR is the phantom slice."
+    dest = Path(dest)
+    ref = nib.Nifti1Image(np.zeros((size, size, n_slices), np.uint8), PHANTOM_AFFINE)
+    for p in range(n_patients):
+        imgs, masks = phantom_patient(seed * 1000 + p, n_slices, size)
+        img, mask = np.stack(imgs), np.stack(masks).astype(bool)
+        core = ndimage.binary_erosion(mask, structure=np.ones((1, 5, 5)))
+        case = f'phantom_{p:03d}'
+        vols = dict(t1=255 - img, t1ce=np.where(core, 255, img // 2), t2=img // 2 + 64, flair=img, seg=np.where(core, 4, np.where(mask, 2, 0)))
+        for name, arr in vols.items(): write_mask_like(to_volume(arr.astype(np.uint8), ref), ref, dest/case/f'{case}_{name}.nii.gz')
+    return dest
+
 # %% ../nbs/06b_volumes.ipynb #9b366216
 def predict_volume(seg, path, out, label=None, channel:int|str|None=None, bs:int=8) -> dict:
-    "Segment the NIfTI volume at `path` with `seg`; write out/<name>_mask.nii.gz; return its row (tumour mL, Dice against `label` if given)."
-    img = read_volume(path)
+    "Segment the volume at `path` (NIfTI, or a DICOM series folder) with `seg`; write out/<name>_mask.nii.gz, and for DICOM out/<name>_seg.dcm; return its row (tumour mL, Dice against `label` if given)."
+    dicom = Path(path).is_dir()
+    img, slices_ds = read_dicom_series(path) if dicom else (read_volume(path), None)
     slices = axial_slices(img, seg.check_channel(channel))
     masks = np.stack([seg.mask(p) for i in range(0, len(slices), bs) for p in seg.probs(list(slices[i:i+bs]))[0]])
     mask = to_volume(masks, img)
@@ -242,6 +318,7 @@ def predict_volume(seg, path, out, label=None, channel:int|str|None=None, bs:int
     if label is not None:
         truth = read_label(label, img)
         row.update(truth_ml=float(truth.sum()) * voxel_ml, dice=dice_score(mask, truth))
+    if dicom: write_dicom_seg(mask, slices_ds, Path(out)/f'{volume_stem(path)}_seg.dcm')   # the SEG first: the NIfTI mask marks a finished volume
     write_mask_like(mask, img, Path(out)/f'{volume_stem(path)}_mask.nii.gz')
     return row
 

@@ -210,3 +210,73 @@ def test_lgg_as_decathlon_volumes_gives_the_tiff_slices_and_folds(tmp_path):
     for _, row in both.sample(12, random_state=0).iterrows():           # pixel for pixel, the three sequences and the mask
         assert np.array_equal(slice_array(row.image_tif, 'all'), slice_array(row.image_nii, 'all'))
         assert np.array_equal(read_mask(row.mask_tif), read_mask(row.mask_nii))
+
+
+def test_bts_train_on_brats_case_folders_with_the_users_naming_rule(tmp_path):
+    "BraTS's layout, a NIfTI file per sequence: the sequences the user names become the channels, labels map by --tumour_labels."
+    import yaml
+    from bts_nb.volumes import phantom_brats
+    root = phantom_brats(tmp_path/'brats', n_patients=4, n_slices=8, size=64)
+    r = cli('bts_train', '--data', root, '--out', tmp_path/'run', '--sequences', 't1ce,t2,flair', '--tumour_labels', '1,2,4', '--valid_pct', 0.25, *ONE_EPOCH)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert '32 pairs (brats layout), 4 patients' in r.stdout
+    cfg = yaml.safe_load((tmp_path/'run'/'config.yaml').read_text())
+    assert cfg['sequences'] == ['t1ce', 't2', 'flair'] and cfg['tumour_labels'] == [1, 2, 4]
+    card = json.loads((tmp_path/'run'/'model_card.json').read_text())
+    assert card['n_in'] == 3 and card['channel'] == 'all'
+    split = pd.read_csv(tmp_path/'run'/'split.csv')
+    assert split.image.str.endswith('&seq=t1ce,t2,flair').all() and split['mask'].str.endswith('&label=1,2,4').all()
+    assert not set(split.patient[split.split == 'train']) & set(split.patient[split.split == 'valid'])
+    assert pd.read_csv(tmp_path/'run'/'per_image_valid.csv').gt_px.sum() > 0   # labels 2 and 4 read as tumour
+    r = cli('bts_train', '--data', root, '--out', tmp_path/'four', *ONE_EPOCH)   # four sequences, none named: asked, nothing written
+    assert r.returncode == 2 and 'the cases hold 4 sequences (flair, t1, t1ce, t2)' in r.stderr and not (tmp_path/'four').exists()
+
+
+def test_brats_sets_that_cannot_train_are_refused_by_name(tmp_path):
+    from bts_nb.readers import DataError, read_pairs
+    from bts_nb.volumes import phantom_brats
+    root = phantom_brats(tmp_path/'brats', n_patients=2, n_slices=6, size=48)
+    one = root/'phantom_001'
+    with pytest.raises(DataError, match='sequences flair,t2: a model reads one sequence or three'): read_pairs(root, sequences='flair,t2', verbose=False)
+    with pytest.raises(DataError, match='sequences names BraTS'): read_pairs(root.parent, layout='decathlon', sequences='flair', verbose=False)
+    t2 = nib.load(one/'phantom_001_t2.nii.gz')
+    nib.save(nib.Nifti1Image(np.asanyarray(t2.dataobj), np.eye(4)), one/'phantom_001_t2.nii.gz')
+    with pytest.raises(DataError, match=r'phantom_001_t2.nii.gz: its affine differs from its image\'s; each sequence must lie'):
+        read_pairs(root, sequences='t1ce,t2,flair', verbose=False, tumour_labels='2,4')
+    (one/'phantom_001_t2.nii.gz').unlink()
+    with pytest.raises(DataError, match=r'phantom_001: no t2 file'): read_pairs(root, sequences='t1ce,t2,flair', verbose=False)
+    (one/'phantom_001_seg.nii.gz').unlink()
+    (root/'phantom_000'/'phantom_000_seg.nii.gz').rename(root/'phantom_000'/'phantom_000_seg.nii.gz.bak')
+    with pytest.raises(DataError, match=r'2 case\(s\) have no label \(<case>_seg.nii.gz\): phantom_000, phantom_001'):
+        read_pairs(root, layout='brats', sequences='flair', verbose=False)
+
+
+def test_bts_predict_on_dicom_series_writes_a_nifti_mask_and_a_seg(learned, volumes, tmp_path):
+    "A study folder of DICOM series: each gets a NIfTI mask on the series' grid and a DICOM SEG with the same voxels; a broken series is named."
+    import shutil
+    from bts_nb.dicom import volume_to_dicom, read_dicom_series, read_dicom_seg
+    from bts_nb.volumes import read_volume
+    from bts_nb.metrics import dice_score
+    data, exp = learned
+    study = tmp_path/'study'
+    src, lab = read_volume(volumes/'imagesTr'/'phantom_000.nii.gz'), read_volume(volumes/'labelsTr'/'phantom_000.nii.gz')
+    volume_to_dicom(src, study/'t1ce_axial')
+    two = volume_to_dicom(src, study/'two_series')
+    volume_to_dicom(read_volume(volumes/'imagesTr'/'phantom_001.nii.gz'), tmp_path/'other')
+    shutil.copy(next((tmp_path/'other').iterdir()), two/'from_another_series.dcm')
+    gap = volume_to_dicom(src, study/'with_gap', seed=1)
+    sorted(gap.iterdir(), key=lambda f: float(__import__('pydicom').dcmread(f).ImagePositionPatient[2]))[3].unlink()
+    r = cli('bts_predict', '--model', exp, '--input', study, '--out', tmp_path/'out')
+    assert r.returncode == 1, r.stderr[-2000:]                           # two of three failed: said by the exit status
+    table = pd.read_csv(tmp_path/'out'/'volumes.csv').assign(name=lambda t: t.file.map(lambda f: Path(f).name)).set_index('name')
+    assert table.status.to_dict() == {'t1ce_axial': 'ok', 'two_series': 'error', 'with_gap': 'error'}
+    assert 'two_series: holds 2 series' in table.error['two_series'] and 'a slice is missing' in table.error['with_gap']
+    assert sorted(p.name for p in (tmp_path/'out').iterdir() if p.suffix in ('.gz', '.dcm')) == ['t1ce_axial_mask.nii.gz', 't1ce_axial_seg.dcm']
+    img, dss = read_dicom_series(study/'t1ce_axial')
+    mask = nib.load(tmp_path/'out'/'t1ce_axial_mask.nii.gz')
+    assert mask.shape == img.shape and np.allclose(mask.affine, img.affine)
+    voxels = np.asanyarray(mask.dataobj)
+    assert np.array_equal(read_dicom_seg(tmp_path/'out'/'t1ce_axial_seg.dcm', dss), voxels)   # the SEG holds the NIfTI's voxels
+    truth = np.asanyarray(nib.as_closest_canonical(lab).dataobj)
+    assert dice_score(np.asanyarray(nib.as_closest_canonical(mask).dataobj), truth) > 0.5   # on the patient's tumour, in world space
+    assert table.tumour_ml['t1ce_axial'] == pytest.approx(voxels.sum() * 0.9 * 0.9 * 3 / 1000, rel=1e-4)
