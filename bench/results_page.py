@@ -63,7 +63,7 @@ def nifti_vs_tiff() -> str:
     lines = [f"Same folds: {'yes' if s['same_folds'] and s['same_slice_folds'] else 'no'}; {s['slices']} slices of {s['patients']} patients; "
              f"largest difference in a patient's volumetric Dice {s['largest_patient_difference']:.2g}, in a slice's Dice "
              f"{s['largest_slice_dice_difference']:.2g}; slices whose predicted tumour differs by a pixel: {s['slices_with_other_pixels']}.", '']
-    return '\n'.join(lines) + printed(lgg_to_nifti.markdown)
+    return '\n'.join(lines) + '\n' + printed(lgg_to_nifti.markdown)
 
 
 def random_against_block() -> str:

@@ -317,8 +317,7 @@ def _segment_inputs(seg, input, out, channel, bs, overwrite, resume, shard, work
     "bts_predict's work: volumes (a .nii/.nii.gz file, a folder of them, a Decathlon root, a DICOM series folder or a folder of them) into masks in their geometry; else slices."
     volumes, labels = find_volumes(input)
     if volumes:
-        if shard: raise ValueError("--shard: volumes are not split into shards; segment them in one run (--resume continues it)")
-        return predict_volumes(seg, volumes, out, labels, channel, bs, overwrite, resume)
+        return predict_volumes(seg, volumes, out, labels, channel, bs, overwrite, resume, shard=shard)
     files, truths = find_inputs(input)
     return predict_files(seg, files, out, truths, channel, bs, overwrite, resume=resume, shard=shard, workers=workers, save=save, progress=True)
 
@@ -362,19 +361,20 @@ def bts_predict(
 
 # %% ../nbs/06_inference.ipynb #80825bdb
 def merge_predictions(input, out, shards:int|None=None) -> pd.DataFrame:
-    "Merge the shard logs in `out` (of `shards` parts; default: the number their names give) into out/predictions.csv, once every input of `input` is in exactly one."
+    "Merge the shard logs in `out` (of `shards` parts; default: the number their names give) into out/predictions.csv (volumes: out/volumes.csv), once every input of `input` is in exactly one."
     out = Path(out).expanduser()
-    found = {int(m[2]) for f in out.glob('predictions.shard-*-of-*.csv') if (m := re.fullmatch(r'predictions\.shard-(\d+)-of-(\d+)\.csv', f.name))}
+    volumes, _ = find_volumes(input)
+    stem = 'volumes' if volumes else 'predictions'
+    found = {int(m[2]) for f in out.glob(f'{stem}.shard-*-of-*.csv') if (m := re.fullmatch(rf'{stem}\.shard-(\d+)-of-(\d+)\.csv', f.name))}
     if shards is None:
-        if not found: raise FileNotFoundError(f"{out}: no shard logs (predictions.shard-i-of-n.csv) to merge")
+        if not found: raise FileNotFoundError(f"{out}: no shard logs ({stem}.shard-i-of-n.csv) to merge")
         if len(found) > 1: raise ValueError(f"{out}: holds shard logs of {sorted(found)} parts; say which with --shards")
         shards = found.pop()
-    dest = out/'predictions.csv'
+    dest = out/f'{stem}.csv'
     if dest.exists() and 'merged_from' not in (json.loads(dest.with_suffix('.json').read_text()) if dest.with_suffix('.json').exists() else {}):
         raise FileExistsError(f"{dest}: exists and is not a merge of shards; choose another --out")
-    files, _ = find_inputs(input)
-    table = merge_shards(out, files, shards)
-    settings = json.loads((out/shard_log_name(0, shards)).with_suffix('.json').read_text())
+    table = merge_shards(out, volumes or find_inputs(input)[0], shards, stem)
+    settings = json.loads((out/shard_log_name(0, shards, stem)).with_suffix('.json').read_text())
     atomic_write(dest, lambda tmp: table.to_csv(tmp, index=False))
     atomic_write(dest.with_suffix('.json'), lambda tmp: Path(tmp).write_text(json.dumps({**settings, 'merged_from': shards}, indent=2)))
     return table
@@ -391,4 +391,5 @@ def bts_predict_merge(
     try: table = merge_predictions(input, out, shards)
     except (DataError, FileNotFoundError, FileExistsError, ValueError) as e: print(f"bts_predict_merge: {e}", file=sys.stderr); sys.exit(2)
     n_err = int((table.status == 'error').sum())
-    print(f"{len(table)} slices, each in exactly one shard: {Path(out)/'predictions.csv'}" + (f"; {n_err} failed (status error)" if n_err else ''))
+    kind = 'volumes' if find_volumes(input)[0] else 'slices'
+    print(f"{len(table)} {kind}, each in exactly one shard: {Path(out)/('volumes.csv' if kind == 'volumes' else 'predictions.csv')}" + (f"; {n_err} failed (status error)" if n_err else ''))

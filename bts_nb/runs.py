@@ -37,7 +37,7 @@ class TrainConfig:
     valid_pct: float = 0.2         # share of the slices, whole patients (or blocks of the numbering), that validates each epoch
     test_pct: float = 0.0          # share held out as a test set, scored once at the end
     channel: int|str|None = None   # channel of multi-channel files: all, or a plane number (1: LGG's FLAIR); None: LGG's three sequences, or its FLAIR beside single-channel data
-    tumour_labels: str|list|None = None   # the values of multi-class NIfTI labels that are tumour, e.g. 1,2,3 (BraTS's and the Decathlon's whole tumour); None: labels hold 0 and 1
+    tumour_labels: str|list|None = None   # the values of multi-class NIfTI labels that are tumour, e.g. 1,2,3: the whole tumour of the Decathlon and BraTS 2023 (1,2,4 before); None: labels hold 0 and 1
     sequences: str|list|None = None   # one file per sequence (BraTS): those to read, by the files' suffix, in channel order: one (flair) or three (t1ce,t2,flair)
     arch: str = 'smp_unet'         # one of bts_nb.models.ARCHS: smp_unet (smp's U-Net), dynamic_unet (fastai's), ...
     arch_kw: dict|None = None      # the architecture's options; None: its recommended start (`RECOMMENDED_ARCH_KW`; {} for the others)

@@ -129,15 +129,15 @@ def stream_batches(files:list, load, bs:int=8, workers:int=0, prefetch:int=2) ->
                       worker_init_fn=_one_thread if workers else None, prefetch_factor=prefetch if workers else None)
 
 # %% ../nbs/05a_streaming.ipynb #a83bfe20
-def shard_log_name(i:int, n:int) -> str:
-    "The file name of shard `i` of `n`'s prediction log."
-    return f'predictions.shard-{i}-of-{n}.csv'
+def shard_log_name(i:int, n:int, stem:str='predictions') -> str:
+    "The file name of shard `i` of `n`'s log: `predictions` for slices, `volumes` for volumes."
+    return f'{stem}.shard-{i}-of-{n}.csv'
 
 # %% ../nbs/05a_streaming.ipynb #34bb00e7
-def merge_shards(out, names:list, n:int) -> pd.DataFrame:
+def merge_shards(out, names:list, n:int, stem:str='predictions') -> pd.DataFrame:
     "The rows of the `n` shard logs in `out`, one per input (`names`: the inputs' file names or paths, in order); raises if any is missing or repeated."
     out = Path(out)
-    paths = [out/shard_log_name(i, n) for i in range(n)]
+    paths = [out/shard_log_name(i, n, stem) for i in range(n)]
     missing = [p.name for p in paths if not p.exists()]
     if missing: raise FileNotFoundError(f"{out}: {len(missing)} of {n} shard logs are missing ({', '.join(missing[:3])}{'…' if len(missing) > 3 else ''}); "
                                         "run those shards, or copy their files here")

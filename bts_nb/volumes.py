@@ -13,15 +13,15 @@ from .readers import DataError, to_uint8, as_channel, slice_array, read_mask, sl
 from scipy import ndimage
 from .metrics import dice_score
 from .serialize import atomic_write
-from .streaming import PredictionLog
+from .streaming import PredictionLog, shard_files, shard_log_name
 from .phantoms import phantom_patient
 from .dicom import is_dicom_file, read_dicom_series, write_dicom_seg
 
 # %% auto #0
 __all__ = ['VOLUME_SUFFIXES', 'PHANTOM_AFFINE', 'LGG_AFFINE', 'VOLUME_CACHE', 'VOLUME_COLUMNS', 'is_volume', 'volume_stem',
            'read_volume', 'axial_slices', 'to_volume', 'write_mask_like', 'binary_label', 'read_label',
-           'phantom_volumes', 'lgg_case_to_nifti', 'find_volumes', 'VolumeCache', 'volume_slice', 'decathlon_pairs',
-           'per_sequence_pairs', 'phantom_brats', 'predict_volume', 'predict_volumes']
+           'phantom_volumes', 'lgg_case_to_nifti', 'find_volumes', 'VolumeCache', 'volume_slice', 'n_axial_slices',
+           'decathlon_pairs', 'per_sequence_pairs', 'phantom_brats', 'predict_volume', 'predict_volumes']
 
 # %% ../nbs/06b_volumes.ipynb #aee2fad7
 VOLUME_SUFFIXES = ('.nii', '.nii.gz')
@@ -103,7 +103,7 @@ def binary_label(data:np.ndarray, path, tumour_labels=None) -> np.ndarray:
     values = np.unique(data)
     if not set(values.tolist()) <= {0, 1}:
         raise DataError(f"{path}: values {few_names(values.tolist(), 6)}; a tumour label holds 0 and 1. For a multi-class label, "
-                        "say which values are tumour (tumour_labels, e.g. 1,2,3 for the whole tumour of BraTS and the Decathlon)")
+                        "say which values are tumour (tumour_labels, e.g. 1,2,3 for the whole tumour of the Decathlon and BraTS 2023, 1,2,4 of earlier BraTS)")
     return data.astype(np.uint8)
 
 # %% ../nbs/06b_volumes.ipynb #22e754ff
@@ -209,6 +209,12 @@ def _nifti_header(path):
 def _axial_axis(affine) -> int:
     "The voxel axis of a volume with `affine` that runs inferior-superior (the closest one, for an oblique volume)."
     return int(np.flatnonzero(nib.orientations.io_orientation(affine)[:, 0] == 2)[0])
+
+# %% ../nbs/06b_volumes.ipynb #e7ecc701
+def n_axial_slices(path) -> int:
+    "How many axial slices the NIfTI volume at `path` has, from its header alone."
+    img = _nifti_header(path)
+    return int(img.shape[_axial_axis(img.affine)])
 
 # %% ../nbs/06b_volumes.ipynb #0aa7f0ab
 def _volume_files(folder) -> dict:
@@ -326,12 +332,12 @@ def predict_volume(seg, path, out, label=None, channel:int|str|None=None, bs:int
 VOLUME_COLUMNS = ['file', 'status', 'error', 'shape', 'slices', 'voxel_ml', 'tumour_ml', 'has_truth', 'truth_ml', 'dice', 'model_sha256']
 
 def predict_volumes(seg, files:list, out, labels:dict|None=None, channel:int|str|None=None, bs:int=8,
-                    overwrite:bool=False, resume:bool=False, verbose:bool=True) -> pd.DataFrame:
-    "Segment each volume of `files` into out/<name>_mask.nii.gz, one row per volume in out/volumes.csv (a bad file: a row with its error)."
-    out, labels = Path(out).expanduser(), labels or {}
+                    overwrite:bool=False, resume:bool=False, verbose:bool=True, shard:tuple|None=None) -> pd.DataFrame:
+    "Segment each volume of `files` (of `shard` (i, n) only, if given) into out/<name>_mask.nii.gz, one row per volume in out/volumes.csv, or volumes.shard-i-of-n.csv (a bad file: a row with its error)."
+    out, labels, files = Path(out).expanduser(), labels or {}, shard_files(files, shard)
     clash = [out/f'{volume_stem(f)}_mask.nii.gz' for f in files if (out/f'{volume_stem(f)}_mask.nii.gz').exists()]
     if clash and not (overwrite or resume): raise FileExistsError(f"{out}: already holds {clash[0].name}; choose another --out, --resume or --overwrite")
-    log = PredictionLog(out/'volumes.csv', VOLUME_COLUMNS, {**seg.settings(), 'channel': channel}, 'overwrite' if overwrite else 'resume' if resume else 'new')
+    log = PredictionLog(out/(shard_log_name(*shard, 'volumes') if shard else 'volumes.csv'), VOLUME_COLUMNS, {**seg.settings(), 'channel': channel}, 'overwrite' if overwrite else 'resume' if resume else 'new')
     done = log.done() if resume else set()
     for f in [f for f in files if Path(f).name not in done]:
         try: row = predict_volume(seg, f, out, labels.get(str(f)), channel, bs)

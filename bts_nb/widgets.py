@@ -12,7 +12,7 @@ with quiet_fastai_import():
     from PIL import Image
     import ipywidgets as W
     from fastcore.basics import patch
-    from bts_nb.readers import read_mask, DataError
+    from bts_nb.readers import read_mask, DataError, slice_ref
     from bts_nb.metrics import dice_score, hd95
     from bts_nb.inference import Segmenter, overlay, postprocess, read_input
 
@@ -106,6 +106,14 @@ def widget(self:PredictionExplorer):
 # %% ../nbs/08_widgets.ipynb #93f90f4a
 @patch
 def _ipython_display_(self:PredictionExplorer): from IPython.display import display; display(self.widget())
+
+# %% ../nbs/08_widgets.ipynb #6d95cceb
+@patch(cls_method=True)
+def from_volume(cls:PredictionExplorer, seg:Segmenter, image, label, tumour_labels=None, channel=None):
+    "An explorer over the axial slices of the NIfTI volume `image` and its `label` (chapter `06b_volumes`), worst slice first."
+    from bts_nb.volumes import n_axial_slices
+    n = n_axial_slices(image)
+    return cls(seg, [slice_ref(image, z) for z in range(n)], [slice_ref(label, z, True, tumour_labels) for z in range(n)], channel)
 
 # %% ../nbs/08_widgets.ipynb #ee51e772
 class UploadSegmenter:

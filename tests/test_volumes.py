@@ -32,8 +32,15 @@ def test_bts_predict_writes_masks_in_the_volumes_geometry(learned, volumes, tmp_
     assert row.tumour_ml == pytest.approx(row.voxel_ml * nib.load(tmp_path/'out'/'phantom_000_mask.nii.gz').get_fdata().sum())
     r = cli('bts_predict', '--model', exp, '--input', volumes, '--out', tmp_path/'out')
     assert r.returncode == 2 and 'already holds phantom_000_mask.nii.gz' in r.stderr
-    r = cli('bts_predict', '--model', exp, '--input', volumes, '--out', tmp_path/'sh', '--shard', '0/2')
-    assert r.returncode == 2 and 'volumes are not split into shards' in r.stderr
+    for i in (0, 1):                                                    # archive mode: two shards, then merged, as for slices
+        r = cli('bts_predict', '--model', exp, '--input', volumes, '--out', tmp_path/'sh', '--shard', f'{i}/2')
+        assert r.returncode == 0, r.stderr[-2000:]
+    r = cli('bts_predict_merge', '--input', volumes, '--out', tmp_path/'sh')
+    assert r.returncode == 0 and '2 volumes, each in exactly one shard' in r.stdout, r.stdout + r.stderr
+    merged = pd.read_csv(tmp_path/'sh'/'volumes.csv')
+    assert merged.file.map(lambda f: Path(f).name).tolist() == ['phantom_000.nii.gz', 'phantom_001.nii.gz']
+    assert np.allclose(merged.dice, table.dice)                           # the same masks as one run
+    assert sorted(p.name for p in (tmp_path/'sh').glob('*_mask.nii.gz')) == ['phantom_000_mask.nii.gz', 'phantom_001_mask.nii.gz']
 
 
 def test_any_orientation_gives_the_same_mask_in_world_space(learned, volumes, tmp_path):
