@@ -119,6 +119,27 @@ def test_concurrent_requests_and_size_limit(model, server, tmp_path):
     assert refused
 
 
+def test_volume_tab_segments_a_nifti_volume(model, server, tmp_path):
+    "The volume endpoint: a NIfTI phantom in, the slice with most tumour shown, its mask as NIfTI on the volume's grid, the tumour in mL."
+    import nibabel as nib
+    from gradio_client import Client, handle_file
+    from bts_nb.volumes import phantom_volumes
+    from bts_nb.metrics import dice_score
+    url, _ = server
+    vols = phantom_volumes(tmp_path/'msd', n_patients=1, n_slices=6, size=64)
+    client = Client(url, verbose=False)
+    view, slider, mask_path, msg = client.predict(handle_file(str(vols/'imagesTr'/'phantom_000.nii.gz')), api_name='/volume')
+    assert 'Tumour volume' in msg and 'mL' in msg and 'of 6 axial slices' in msg, msg
+    img, mask = nib.load(vols/'imagesTr'/'phantom_000.nii.gz'), nib.load(mask_path)
+    assert mask.shape == img.shape and np.allclose(mask.affine, img.affine)
+    truth = np.asanyarray(nib.load(vols/'labelsTr'/'phantom_000.nii.gz').dataobj)
+    assert dice_score(np.asanyarray(mask.dataobj), truth) > 0.5            # the phantom's tumour, in the volume's own voxel order
+    assert Path(view).exists() and Path(client.predict(0, api_name='/volume_slice')).exists()   # the slider shows other slices
+    try: refused = client.predict(handle_file(str(model[0]/'images'/'3.png')), api_name='/volume')[3].startswith('**Refused.** 3.png: not a NIfTI')
+    except Exception as e: refused = 'Invalid file type' in str(e)              # a slice in the volume tab: refused by the page or the app
+    assert refused
+
+
 def test_bts_space_writes_a_space_folder(model, tmp_path):
     _, exp = model
     out = tmp_path/'space'
