@@ -16,7 +16,7 @@ from .inference import Segmenter, overlay, read_input
 from .serialize import is_cv_folder, fold_dirs, path_within
 from .onnx_runtime import choose_backend, ONNX_FILE
 import nibabel as nib
-from .volumes import is_volume, read_volume, axial_slices, to_volume, write_mask_like, volume_stem
+from .volumes import is_volume, read_volume, axial_slices, to_volume, write_mask_like, volume_stem, segment_slices
 
 # %% auto #0
 __all__ = ['ALLOWED_SUFFIXES', 'MAX_PIXELS', 'UNCERTAINTY_VMAX', 'START_MESSAGE', 'VOLUME_MESSAGE', 'SPACE_ENTRIES',
@@ -140,8 +140,7 @@ def segment_volume(self:SliceApp, path, threshold:float|None=None) -> dict:
     "Segment an uploaded volume: its axial slices and masks, the slice with the most tumour, the mask file (NIfTI on the volume's grid) and a message."
     img, thr = self.check_volume(path), self.card['threshold'] if threshold is None else float(threshold)
     slices = axial_slices(img, self.seg.check_channel(self.card.get('channel')))
-    probs = [p for i in range(0, len(slices), 8) for p in self.seg.probs(list(slices[i:i + 8]))[0]]
-    masks = np.stack([(p > thr).astype(np.uint8) for p in probs])
+    masks = segment_slices(self.seg, slices, threshold=thr)
     mask_path = write_mask_like(to_volume(masks, img), img, self._result_dir()/f'{volume_stem(path)}_mask.nii.gz')
     voxel_ml, per_slice = float(np.prod(img.header.get_zooms()[:3])) / 1000, masks.reshape(len(masks), -1).sum(1)
     msg = (f"**{Path(path).name}** · **Tumour volume: {masks.sum() * voxel_ml:.2f} mL** ({int(masks.sum())} voxels of {voxel_ml * 1000:.3g} mm³) "

@@ -21,7 +21,8 @@ from .dicom import is_dicom_file, read_dicom_series, write_dicom_seg
 __all__ = ['VOLUME_SUFFIXES', 'PHANTOM_AFFINE', 'LGG_AFFINE', 'VOLUME_CACHE', 'VOLUME_COLUMNS', 'is_volume', 'volume_stem',
            'read_volume', 'axial_slices', 'to_volume', 'write_mask_like', 'binary_label', 'read_label',
            'phantom_volumes', 'lgg_case_to_nifti', 'find_volumes', 'VolumeCache', 'volume_slice', 'n_axial_slices',
-           'decathlon_pairs', 'per_sequence_pairs', 'phantom_brats', 'predict_volume', 'predict_volumes']
+           'decathlon_pairs', 'per_sequence_pairs', 'phantom_brats', 'segment_slices', 'predict_volume',
+           'predict_volumes']
 
 # %% ../nbs/06b_volumes.ipynb #aee2fad7
 VOLUME_SUFFIXES = ('.nii', '.nii.gz')
@@ -310,13 +311,21 @@ def phantom_brats(dest, n_patients:int=2, n_slices:int=12, size:int=96, seed:int
         for name, arr in vols.items(): write_mask_like(to_volume(arr.astype(np.uint8), ref), ref, dest/case/f'{case}_{name}.nii.gz')
     return dest
 
+# %% ../nbs/06b_volumes.ipynb #0df313b1
+def segment_slices(seg, slices:np.ndarray, bs:int=8, threshold:float|None=None) -> np.ndarray:
+    "0/1 masks (Z, H, W) of a volume's axial `slices`, `bs` at a time, post-processed as `seg` does; `threshold` default: the segmenter's."
+    from bts_nb.inference import postprocess             # inference reads volumes through this module: imported when first needed
+    thr = seg.threshold if threshold is None else float(threshold)
+    probs = [p for i in range(0, len(slices), bs) for p in seg.probs(list(slices[i:i + bs]))[0]]
+    return np.stack([postprocess(p > thr, seg.min_size, seg.keep_largest).astype(np.uint8) for p in probs])
+
 # %% ../nbs/06b_volumes.ipynb #9b366216
 def predict_volume(seg, path, out, label=None, channel:int|str|None=None, bs:int=8) -> dict:
     "Segment the volume at `path` (NIfTI, or a DICOM series folder) with `seg`; write out/<name>_mask.nii.gz, and for DICOM out/<name>_seg.dcm; return its row (tumour mL, Dice against `label` if given)."
     dicom = Path(path).is_dir()
     img, slices_ds = read_dicom_series(path) if dicom else (read_volume(path), None)
     slices = axial_slices(img, seg.check_channel(channel))
-    masks = np.stack([seg.mask(p) for i in range(0, len(slices), bs) for p in seg.probs(list(slices[i:i+bs]))[0]])
+    masks = segment_slices(seg, slices, bs)
     mask = to_volume(masks, img)
     voxel_ml = float(np.prod(img.header.get_zooms()[:3])) / 1000
     row = dict(file=str(path), status='ok', error=None, shape='x'.join(map(str, img.shape)), slices=len(slices),
