@@ -22,7 +22,7 @@ with quiet_fastai_import():
 # %% auto #0
 __all__ = ['PRECISIONS', 'LossWeightSchedule', 'boundary_ramp', 'KeepBest', 'EpochCheckpoint', 'fit_one_cycle_from',
            'resume_from_checkpoint', 'EpochLog', 'WeightAverage', 'cpu_bf16_supported', 'CPUMixedPrecision',
-           'ChannelsLastCPU', 'check_precision', 'resolve_precision', 'precision_callbacks', 'training_callbacks']
+           'ChannelsLastFit', 'check_precision', 'resolve_precision', 'precision_callbacks', 'training_callbacks']
 
 # %% ../nbs/04_callbacks.ipynb #d03a25ef
 class _WeightLog(Metric):
@@ -240,8 +240,8 @@ class CPUMixedPrecision(Callback):
         if self.channels_last: self.learn.model.to(memory_format=torch.contiguous_format)
 
 # %% ../nbs/04_callbacks.ipynb #37202b55
-class ChannelsLastCPU(ChannelsLast):
-    "fastai's `ChannelsLast` for float32 on the CPU, giving the weights back their usual layout after fit (safetensors and TorchScript want it)."
+class ChannelsLastFit(ChannelsLast):
+    "fastai's `ChannelsLast`, giving the weights back their usual layout after fit (safetensors and TorchScript want it)."
     def after_fit(self): self.learn.model.to(memory_format=torch.contiguous_format)
 
 # %% ../nbs/04_callbacks.ipynb #b2f23e85
@@ -261,12 +261,12 @@ def resolve_precision(precision:str='auto') -> str:
 
 # %% ../nbs/04_callbacks.ipynb #78dfcbf4
 def precision_callbacks(precision:str='auto') -> list:
-    "Callbacks for `precision`: 'auto', 'bf16' (CPU), 'fp16' (CUDA) or 'fp32' (on the CPU: in channels-last order)."
+    "Callbacks for `precision`: 'auto', 'bf16', 'fp16' (CUDA) or 'fp32'; channels-last order with autocast on a GPU, and with every precision on the CPU."
     from fastai.callback.fp16 import MixedPrecision
-    precision = resolve_precision(precision)
-    if precision == 'fp16': return [MixedPrecision()]
-    if precision == 'bf16': return [MixedPrecision(amp_mode='bf16')] if torch.cuda.is_available() else [CPUMixedPrecision()]
-    return [] if torch.cuda.is_available() else [ChannelsLastCPU()]
+    precision, cuda = resolve_precision(precision), torch.cuda.is_available()
+    if precision == 'fp16': return [MixedPrecision(), ChannelsLastFit()]
+    if precision == 'bf16': return [MixedPrecision(amp_mode='bf16'), ChannelsLastFit()] if cuda else [CPUMixedPrecision()]
+    return [] if cuda else [ChannelsLastFit()]
 
 # %% ../nbs/04_callbacks.ipynb #baa9b235
 def training_callbacks(run_dir, patience:int|None=None, clip:float|None=1.0, precision:str='auto', seconds_before:float=0.0) -> list:

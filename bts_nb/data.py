@@ -19,10 +19,10 @@ with quiet_fastai_import():
     from bts_nb.splits import load_split, split_pairs
 
 # %% auto #0
-__all__ = ['CODES', 'TUMOUR_CMAP', 'AUG_LEVELS', 'TumourMask', 'PILTumourMask', 'TensorMRI', 'PILMRI', 'TumourMaskBlock',
-           'aug_pipeline', 'SegAugment', 'PerImageNormalize', 'SliceReader', 'row_channel', 'MaskReader', 'image_size',
-           'seg_datablock', 'default_channel', 'data_sources', 'split_source', 'multi_source_split', 'table_channel',
-           'split_sources', 'seg_dataloaders']
+__all__ = ['CODES', 'TUMOUR_CMAP', 'AUG_LEVELS', 'LIGHT_AUG', 'TumourMask', 'PILTumourMask', 'TensorMRI', 'PILMRI',
+           'TumourMaskBlock', 'aug_pipeline', 'SegAugment', 'PerImageNormalize', 'SliceReader', 'row_channel',
+           'MaskReader', 'image_size', 'seg_datablock', 'default_channel', 'data_sources', 'split_source',
+           'multi_source_split', 'table_channel', 'split_sources', 'seg_dataloaders']
 
 # %% ../nbs/00c_data.ipynb #d5b19450
 from matplotlib.colors import ListedColormap
@@ -60,15 +60,18 @@ def TumourMaskBlock(codes=CODES):
 
 # %% ../nbs/00c_data.ipynb #5e62b7e2
 AUG_LEVELS = ('none', 'light', 'heavy')
+# the light level's draws, one home for both pipelines: albumentations here, and the batch augmentation on the device (device_data)
+LIGHT_AUG = dict(hflip=0.5, affine=0.7, scale=(0.9, 1.1), translate=(-0.06, 0.06), rotate=(-15, 15), brightness_contrast=0.5, brightness=0.15, contrast=0.15)
 
 def aug_pipeline(level:str='light', seed:int|None=None) -> A.Compose:
     "The albumentations pipeline for augmentation `level` ('none', 'light' or 'heavy'); `seed` makes it repeatable."
     if level not in AUG_LEVELS: raise ValueError(f"augmentation level '{level}': choose one of {', '.join(AUG_LEVELS)}")
     if level == 'none': return A.Compose([], seed=seed)
     if level == 'light':
-        return A.Compose([A.HorizontalFlip(p=0.5),
-                          A.Affine(scale=(0.9, 1.1), translate_percent=(-0.06, 0.06), rotate=(-15, 15), border_mode=cv2.BORDER_CONSTANT, p=0.7),
-                          A.RandomBrightnessContrast(0.15, 0.15, p=0.5)], seed=seed)
+        a = LIGHT_AUG
+        return A.Compose([A.HorizontalFlip(p=a['hflip']),
+                          A.Affine(scale=a['scale'], translate_percent=a['translate'], rotate=a['rotate'], border_mode=cv2.BORDER_CONSTANT, p=a['affine']),
+                          A.RandomBrightnessContrast(a['brightness'], a['contrast'], p=a['brightness_contrast'])], seed=seed)
     return A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.1),
                       A.Affine(scale=(0.8, 1.2), translate_percent=(-0.08, 0.08), rotate=(-25, 25), shear=(-5, 5), border_mode=cv2.BORDER_CONSTANT, p=0.8),
                       A.OneOf([A.ElasticTransform(alpha=40, sigma=6), A.GridDistortion(num_steps=5, distort_limit=0.25)], p=0.3),
@@ -212,8 +215,9 @@ def split_sources(source=None, layout:str='auto', channel:int|str|None=None, **k
 # %% ../nbs/00c_data.ipynb #3e670036
 def seg_dataloaders(source=None, layout:str='auto', size:int=256, bs:int=8, aug:str='light', valid_pct:float=0.2,
                     test_pct:float=0.0, seed:int=42, n_blocks:int=20, channel:int|str|None=None, split:pd.DataFrame|str|None=None,
-                    verify:bool=True, num_workers:int=0, verbose:bool=True, tumour_labels=None, sequences=None, **kwargs):
-    "DataLoaders over `source` (a dataset folder, several, or None: the synthetic set), verified and split without shared patients."
+                    verify:bool=True, num_workers:int=0, verbose:bool=True, tumour_labels=None, sequences=None, pipeline:str='cpu',
+                    device=None, **kwargs):
+    "DataLoaders over `source` (a dataset folder, several, or None: the synthetic set), verified and split without shared patients; `pipeline='device'`: decoded once into a cache on `device`, augmented there (`device_data`)."
     opts = dict(valid_pct=valid_pct, test_pct=test_pct, seed=seed, n_blocks=n_blocks, verify=verify, verbose=verbose, tumour_labels=tumour_labels, sequences=sequences)
     if split is not None:
         df = load_split(split) if isinstance(split, (str, Path)) else split
@@ -221,6 +225,10 @@ def seg_dataloaders(source=None, layout:str='auto', size:int=256, bs:int=8, aug:
     channel = table_channel(df, df.attrs.get('channel', channel))
     if verbose: print('split:', ', '.join(f'{k} {v}' for k, v in df.groupby('split').size().items()))
     rows = [r for _, r in df[df.split != 'test'].iterrows()]
-    dls = seg_datablock(size, aug, channel, seed).dataloaders(rows, bs=bs, num_workers=num_workers, **kwargs)
+    if pipeline == 'device':
+        from bts_nb.device_data import cached_dataloaders      # it builds on this module
+        dls = cached_dataloaders(rows, size, bs, aug, channel, device=device, num_workers=num_workers, **kwargs)
+    elif pipeline == 'cpu': dls = seg_datablock(size, aug, channel, seed).dataloaders(rows, bs=bs, num_workers=num_workers, device=device, **kwargs)
+    else: raise ValueError(f"pipeline '{pipeline}': choose cpu or device")
     dls.pairs, dls.channel, dls.size = df, channel, size
     return dls

@@ -13,7 +13,8 @@ with quiet_fastai_import():
 # %% auto #0
 __all__ = ['dice_score', 'iou_score', 'precision_score', 'recall_score', 'mask_outline', 'surface_distances', 'hausdorff', 'hd95',
            'image_metrics', 'per_image_metrics', 'patient_dice', 'summarize_metrics', 'summarize_folds',
-           'PerImageMetric', 'GlobalDice', 'DiceMean', 'IoUMean', 'HD95Mean', 'seg_metrics']
+           'dice_per_image', 'iou_per_image', 'PerImageMetric', 'GlobalDice', 'DiceMean', 'IoUMean', 'HD95Mean',
+           'seg_metrics']
 
 # %% ../nbs/02_metrics.ipynb #ca568aca
 def _binary(x):
@@ -146,21 +147,42 @@ def _probs(pred):
     return torch.sigmoid(pred.as_subclass(torch.Tensor).float())[:, 0]
 
 # %% ../nbs/02_metrics.ipynb #d89291ae
-def _gathered(learn, x):
-    "`x` of this batch from every process of a distributed run (fastai's `to_detach`, which also drops the padding `DistributedDL` adds); `x` itself in one process."
-    return learn.to_detach(x) if hasattr(learn, 'to_detach') else x
+def _gathered(learn, x, cpu:bool=True):
+    "`x` of this batch from every process of a distributed run (fastai's `to_detach`, which also drops the padding `DistributedDL` adds), detached, on the CPU or (`cpu=False`) where it is."
+    return learn.to_detach(x, cpu=cpu) if hasattr(learn, 'to_detach') else x
+
+# %% ../nbs/02_metrics.ipynb #c02c2052
+def dice_per_image(preds:torch.Tensor, targs:torch.Tensor, empty_score:float=1.0) -> torch.Tensor:
+    "`dice_score` of each image of a batch of boolean masks (N, H, W), computed where the masks are (a GPU's validation needs no copy to the CPU)."
+    inter, denom = (preds & targs).sum((1, 2)), preds.sum((1, 2)) + targs.sum((1, 2))
+    return torch.where(denom == 0, empty_score, 2 * inter.double() / denom.clamp(min=1).double())
+
+# %% ../nbs/02_metrics.ipynb #295a9878
+def iou_per_image(preds:torch.Tensor, targs:torch.Tensor, empty_score:float=1.0) -> torch.Tensor:
+    "`iou_score` of each image of a batch of boolean masks (N, H, W), computed where the masks are."
+    inter, union = (preds & targs).sum((1, 2)), (preds | targs).sum((1, 2))
+    return torch.where(union == 0, empty_score, inter.double() / union.clamp(min=1).double())
 
 # %% ../nbs/02_metrics.ipynb #684e3682
 class PerImageMetric(Metric):
-    "Mean over validation images of a per-image score `fn(pred_mask, targ_mask)`."
-    def __init__(self, fn, name:str, threshold:float=0.5): self.fn, self._name, self.threshold = fn, name, threshold
-    def reset(self): self.vals = []
+    "Mean over validation images of a per-image score: `fn(pred_mask, targ_mask)` on numpy masks, or with `batched` `fn(preds, targs)` -> one score per image, computed on the batch's device. `every` k > 1: only every k-th epoch and the last (NaN between)."
+    def __init__(self, fn, name:str, threshold:float=0.5, batched:bool=False, every:int=1):
+        self.fn, self._name, self.threshold, self.batched, self.every = fn, name, threshold, batched, every
+    def reset(self): self.vals, self.skipped = [], False
+    def _due(self, learn) -> bool:
+        if self.every <= 1 or not hasattr(learn, 'n_epoch'): return True
+        return learn.epoch == learn.n_epoch - 1 or (learn.epoch + getattr(learn, 'epoch_offset', 0) + 1) % self.every == 0
     def accumulate(self, learn):
-        preds = (_probs(_gathered(learn, learn.pred)) > self.threshold).cpu().numpy()
-        targs = _gathered(learn, learn.y).as_subclass(torch.Tensor).cpu().numpy() > 0
-        self.vals += [self.fn(p, t) for p, t in zip(preds, targs)]
+        if not self._due(learn): self.skipped = True; return
+        preds = _probs(_gathered(learn, learn.pred, cpu=not self.batched)) > self.threshold
+        targs = _gathered(learn, learn.y, cpu=not self.batched).as_subclass(torch.Tensor) > 0
+        if self.batched: self.vals.append(self.fn(preds, targs))
+        else: self.vals += [self.fn(p, t) for p, t in zip(preds.numpy(), targs.numpy())]
     @property
-    def value(self): return float(np.nanmean(self.vals)) if self.vals else None
+    def value(self):
+        if not self.vals: return float('nan') if self.skipped else None
+        v = torch.cat(self.vals).cpu().numpy() if self.batched else np.asarray(self.vals)
+        return float(np.nanmean(v))
     @property
     def name(self): return self._name
 
@@ -169,31 +191,31 @@ class GlobalDice(Metric):
     "Dice of all validation pixels pooled (dominated by large tumours; report it beside the per-image mean)."
     def __init__(self, threshold:float=0.5): self.threshold = threshold
     def reset(self): self.inter = self.total = 0
-    def accumulate(self, learn):
-        p = _probs(_gathered(learn, learn.pred)) > self.threshold
-        t = _gathered(learn, learn.y).as_subclass(torch.Tensor).cpu() > 0
-        self.inter += int((p & t).sum()); self.total += int(p.sum() + t.sum())
+    def accumulate(self, learn):                          # counts stay on the batch's device until the epoch's value
+        p = _probs(_gathered(learn, learn.pred, cpu=False)) > self.threshold
+        t = _gathered(learn, learn.y, cpu=False).as_subclass(torch.Tensor) > 0
+        self.inter += (p & t).sum(); self.total += p.sum() + t.sum()
     @property
-    def value(self): return 2 * self.inter / self.total if self.total else 1.0
+    def value(self): return 2 * int(self.inter) / int(self.total) if int(self.total) else 1.0
     @property
     def name(self): return 'dice_global'
 
 # %% ../nbs/02_metrics.ipynb #15c6163c
 def DiceMean(threshold=0.5):
     "Mean per-image Dice over the validation images (both-empty slices score 1), as the fastai metric `dice`."
-    return PerImageMetric(dice_score, 'dice', threshold)
+    return PerImageMetric(dice_per_image, 'dice', threshold, batched=True)
 
 # %% ../nbs/02_metrics.ipynb #2b2fa594
 def IoUMean(threshold=0.5):
     "Mean per-image IoU (Jaccard) over the validation images, as the fastai metric `iou`."
-    return PerImageMetric(iou_score, 'iou', threshold)
+    return PerImageMetric(iou_per_image, 'iou', threshold, batched=True)
 
 # %% ../nbs/02_metrics.ipynb #644e5acc
-def HD95Mean(threshold=0.5):
-    "Mean per-image HD95 in pixels over the validation images (a missed or hallucinated tumour scores the image diagonal), as the fastai metric `hd95`."
-    return PerImageMetric(hd95, 'hd95', threshold)
+def HD95Mean(threshold=0.5, every:int=1):
+    "Mean per-image HD95 in pixels over the validation images (a missed or hallucinated tumour scores the image diagonal), as the fastai metric `hd95`; on the CPU, every `every` epochs and the last."
+    return PerImageMetric(hd95, 'hd95', threshold, every=every)
 
 # %% ../nbs/02_metrics.ipynb #4fdbe548
-def seg_metrics(threshold:float=0.5, with_hd95:bool=True) -> list:
-    "Default validation metrics: mean per-image Dice, global Dice, mean IoU and (optionally, slower) mean HD95."
-    return [DiceMean(threshold), GlobalDice(threshold), IoUMean(threshold)] + ([HD95Mean(threshold)] if with_hd95 else [])
+def seg_metrics(threshold:float=0.5, with_hd95:bool=True, hd95_every:int=1) -> list:
+    "Default validation metrics: mean per-image Dice, global Dice and mean IoU on the batches' device, and (optionally, on the CPU) mean HD95 every `hd95_every` epochs."
+    return [DiceMean(threshold), GlobalDice(threshold), IoUMean(threshold)] + ([HD95Mean(threshold, hd95_every)] if with_hd95 else [])

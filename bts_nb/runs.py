@@ -17,11 +17,12 @@ with quiet_fastai_import():
     from bts_nb.encoders import PACKAGED_ENCODERS
     from bts_nb.losses import get_loss
     from bts_nb.callbacks import check_precision
+    from fastai.torch_core import num_distrib
     from bts_nb.serialize import path_within, atomic_write, checkpoint_info, remove_stale_temps, is_cv_folder
 
 # %% auto #0
-__all__ = ['RECOMMENDED_ARCH_KW', 'RUN_FILES', 'TrainConfig', 'checkpoint_file', 'is_run_folder', 'check_outside_data',
-           'run_state', 'check_out_folder', 'clear_run_folder']
+__all__ = ['RECOMMENDED_ARCH_KW', 'PIPELINES', 'RUN_FILES', 'TrainConfig', 'checkpoint_file', 'is_run_folder',
+           'check_outside_data', 'run_state', 'check_out_folder', 'clear_run_folder']
 
 # %% ../nbs/04b_runs.ipynb #69375068
 RECOMMENDED_ARCH_KW = {'smp_unet': dict(encoder='tf_efficientnet_lite0'), 'dynamic_unet': dict(encoder='tf_efficientnet_lite0')}
@@ -59,6 +60,8 @@ class TrainConfig:
     precision: str = 'auto'        # 'auto': bfloat16 on CPUs that have it, fp16 on CUDA; or 'bf16', 'fp16', 'fp32'
     seed: int = 42                 # seeds the split, the folds, the initial weights and the augmentation
     num_workers: int|None = None   # loader processes; None: 0 without a GPU (the cores train), up to 8 with one
+    pipeline: str = 'auto'         # 'cpu': loaders decode and augment every slice each epoch; 'device': decoded once into a cache on the device and augmented there (aug none or light); 'auto': device on a GPU
+    hd95_every: int|None = None    # validation HD95 (on the CPU) every k epochs and the last; 0: only in the final evaluation; None: 1 on the cpu pipeline, 10 on the device pipeline
 
     def __post_init__(self):
         "Resolve the recommended start, so that `config.yaml` always says what ran."
@@ -88,8 +91,27 @@ def check(self:TrainConfig):
     if self.num_workers is not None and self.num_workers < 0: raise ValueError(f"num_workers {self.num_workers}: use 0 or more")
     if not 0 <= self.ema_decay < 1: raise ValueError(f"ema_decay {self.ema_decay}: use 0 (off) or a number below 1, e.g. 0.998")
     if self.freeze_epochs < 0 or self.lr_mult < 1: raise ValueError(f"freeze_epochs {self.freeze_epochs} / lr_mult {self.lr_mult}: use freeze_epochs >= 0 and lr_mult >= 1")
+    if self.pipeline not in PIPELINES: raise ValueError(f"pipeline '{self.pipeline}': choose one of {', '.join(PIPELINES)}")
+    if self.pipeline == 'device' and self.aug == 'heavy': raise ValueError("pipeline 'device' augments with aug none or light; aug 'heavy' runs on the cpu pipeline")
+    if self.hd95_every is not None and self.hd95_every < 0: raise ValueError(f"hd95_every {self.hd95_every}: use 0 (final evaluation only) or more")
     check_precision(self.precision)
     return self
+
+# %% ../nbs/04b_runs.ipynb #3f21d2cd
+PIPELINES = ('auto', 'cpu', 'device')
+
+@patch
+def pipeline_used(self:TrainConfig) -> str:
+    "The data pipeline of this run here: `pipeline`, with 'auto' resolved: 'device' on a GPU in one process with aug none or light, else 'cpu'."
+    if self.pipeline != 'auto': return self.pipeline
+    return 'device' if torch.cuda.is_available() and self.aug != 'heavy' and num_distrib() <= 1 else 'cpu'
+
+# %% ../nbs/04b_runs.ipynb #053dfd50
+@patch
+def hd95_epochs(self:TrainConfig) -> int:
+    "Validation HD95 every this many epochs (0: none before the final evaluation): `hd95_every`, or 1 on the cpu pipeline and 10 on the device pipeline."
+    if self.hd95_every is not None: return self.hd95_every
+    return 10 if self.pipeline_used() == 'device' else 1
 
 # %% ../nbs/04b_runs.ipynb #11fae369
 @patch

@@ -20,7 +20,7 @@ with quiet_fastai_import():
     from bts_nb.leaks import check_split, describe_leaks
     from bts_nb.encoders import PACKAGED_ENCODERS, weights_record
     from bts_nb.losses import get_loss
-    from bts_nb.metrics import summarize_metrics
+    from bts_nb.metrics import summarize_metrics, seg_metrics
     from bts_nb.inference import Segmenter
     from bts_nb.evaluate import evaluate_dataset
     import matplotlib.pyplot as plt
@@ -117,7 +117,8 @@ def model_card(cfg:TrainConfig, learn, summary:dict, dls, seconds:float, best_ep
                 split='split.csv', split_counts=dls.pairs.groupby('split').size().to_dict(), metrics=summary,
                 n_params=sum(p.numel() for p in learn.model.parameters()), torch=torch.__version__, pretrained=cfg.pretrained,
                 encoder_weights=_encoder_weights(cfg), split_source=cfg.split or 'made by bts_train', split_leak_check=leak_check,
-                allow_leaky_split=cfg.allow_leaky_split, processes=world_size(), global_batch=cfg.bs * world_size(), **(budget or {}))
+                allow_leaky_split=cfg.allow_leaky_split, processes=world_size(), global_batch=cfg.bs * world_size(),
+                pipeline_used=cfg.pipeline_used(), hd95_every=cfg.hd95_epochs(), **(budget or {}))
 
 # %% ../nbs/05_train.ipynb #43f61c6a
 def _encoder_weights(cfg) -> dict|None:
@@ -189,11 +190,14 @@ def _on_sigterm(signum, frame): raise _Terminated()
 def _data_and_learner(cfg:TrainConfig, out, resume:bool, verbose:bool) -> tuple:
     "Seeded DataLoaders (a resumed run's own split.csv) and the Learner: everything that fails on bad input, before the folder is touched."
     set_seed(cfg.seed, reproducible=True)
+    if cfg.pipeline == 'device' and is_distributed(): raise ValueError("pipeline 'device' trains in one process; with --nproc use --pipeline cpu (or auto)")
     dls = seg_dataloaders(cfg.data, cfg.layout, size=cfg.size, bs=cfg.bs, aug=cfg.aug, valid_pct=cfg.valid_pct,
                           test_pct=cfg.test_pct, seed=cfg.seed, channel=cfg.channel, tumour_labels=cfg.tumour_labels, sequences=cfg.sequences, split=out/'split.csv' if resume else cfg.split,
-                          verbose=verbose, num_workers=cfg.loader_workers())
+                          verbose=verbose, num_workers=cfg.loader_workers(), pipeline=cfg.pipeline_used())
     leak_check = _check_users_split(cfg, dls) if (cfg.split and not resume) else None
-    learn = seg_learner(dls, cfg.arch, cfg.loss, pretrained=cfg.pretrained, threshold=cfg.threshold, wd=cfg.wd, **cfg.arch_kw)   # missing weights fail here
+    k = cfg.hd95_epochs()
+    learn = seg_learner(dls, cfg.arch, cfg.loss, pretrained=cfg.pretrained, threshold=cfg.threshold, wd=cfg.wd,   # missing weights fail here
+                        metrics=seg_metrics(cfg.threshold, with_hd95=k > 0, hd95_every=max(k, 1)), **cfg.arch_kw)
     return dls, learn, leak_check
 
 # %% ../nbs/05_train.ipynb #dd83c788
