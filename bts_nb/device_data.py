@@ -17,7 +17,7 @@ with quiet_fastai_import():
     import torch.nn.functional as F
     from fastai.vision.augment import RandTransform
     from bts_nb.readers import as_channel, ALL_CHANNELS
-    from bts_nb.data import seg_datablock, aug_pipeline, LIGHT_AUG, AUG_LEVELS, PerImageNormalize, TumourMask, TensorMRI
+    from bts_nb.data import seg_datablock, LIGHT_AUG, AUG_LEVELS, PerImageNormalize, TumourMask, TensorMRI
 
 # %% auto #0
 __all__ = ['SliceCache', 'cache_slices', 'light_affines', 'light_intensity', 'DeviceAugment', 'CachedDL', 'cached_dataloaders']
@@ -86,7 +86,7 @@ class DeviceAugment(RandTransform):
         self.alpha, self.beta = (v[:, None, None, None] for v in light_intensity(n, x.device))
     def _sample(self, x, mode): return F.grid_sample(x.as_subclass(torch.Tensor).float(), self.grid, mode=mode, padding_mode='zeros', align_corners=True)
     def encodes(self, x:TensorImage): return TensorImage((self._sample(x, 'bilinear') * self.alpha + self.beta).clamp(0, 1))
-    def encodes(self, x:TensorMask): return TensorMask(self._sample(x[:, None], 'nearest')[:, 0].to(x.dtype))
+    def encodes(self, x:TensorMask): return TensorMask(self._sample(x[:, None], 'nearest')[:, 0].to(x.dtype))   # noqa: F811 (fastai dispatches on the type)
 
 # %% ../nbs/00e_device_data.ipynb #f3e57974
 def _augment_stats(img, msk) -> dict:
