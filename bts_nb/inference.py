@@ -7,12 +7,13 @@ from __future__ import annotations
 import json, os, re, sys
 from functools import partial
 import warnings
-from .readers import quiet_fastai_import
-with quiet_fastai_import():
+from .readers import quiet_fastai_import, torch_installed
+with quiet_fastai_import():                              # PyTorch only where a PyTorch model runs: ONNX Runtime serves without it
     from pathlib import Path
-    import numpy as np, pandas as pd, torch, torch.nn.functional as F
+    import numpy as np, pandas as pd
     from PIL import Image
     from scipy import ndimage
+    from scipy.special import expit
     from fastcore.basics import patch
     from fastcore.script import call_parse, store_true
     from bts_nb.readers import DataError, read_slice_u8, read_mask, read_pairs, IMAGE_EXTS, image_files_by_stem, slice_order_key, as_channel, n_input_channels, ALL_CHANNELS
@@ -26,15 +27,16 @@ with quiet_fastai_import():
 
 # %% auto #0
 __all__ = ['TTA_MODES', 'CSV_COLUMNS', 'OUTPUT_SUFFIXES', 'OUTPUTS', 'preprocess', 'postprocess', 'check_tta', 'tta_views',
-           'Segmenter', 'overlay', 'read_input', 'load_for_model', 'predict_files', 'find_inputs', 'export_torchscript',
-           'check_out_for_inputs', 'default_workers', 'bts_predict', 'merge_predictions', 'bts_predict_merge']
+           'Segmenter', 'logits', 'resize_bilinear', 'overlay', 'read_input', 'load_for_model', 'predict_files',
+           'find_inputs', 'export_torchscript', 'check_out_for_inputs', 'default_workers', 'bts_predict',
+           'merge_predictions', 'bts_predict_merge']
 
 # %% ../nbs/06_inference.ipynb #41ba4baa
-def preprocess(img_u8:np.ndarray, size:int) -> torch.Tensor:
-    "(1, C, size, size) float tensor from an 8-bit slice, (H, W) or (H, W, C), as the training pipeline makes it: each channel z-scored."
+def preprocess(img_u8:np.ndarray, size:int) -> np.ndarray:
+    "(1, C, size, size) float32 array from an 8-bit slice, (H, W) or (H, W, C), as the training pipeline makes it: each channel z-scored (PyTorch's sample sd)."
     a = np.asarray(Image.fromarray(img_u8).resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.
-    x = torch.from_numpy(a[None, None] if a.ndim == 2 else np.ascontiguousarray(a.transpose(2, 0, 1))[None])
-    return (x - x.mean((2, 3), keepdim=True)) / (x.std((2, 3), keepdim=True) + 1e-6)
+    x = a[None, None] if a.ndim == 2 else np.ascontiguousarray(a.transpose(2, 0, 1))[None]
+    return (x - x.mean((2, 3), keepdims=True)) / (x.std((2, 3), ddof=1, keepdims=True) + np.float32(1e-6))
 
 # %% ../nbs/06_inference.ipynb #657b5a08
 def postprocess(mask:np.ndarray, min_size:int=0, keep_largest:bool=False) -> np.ndarray:
@@ -47,10 +49,17 @@ def postprocess(mask:np.ndarray, min_size:int=0, keep_largest:bool=False) -> np.
     if keep_largest and len(keep): keep = [int(np.argmax(sizes)) + 1]
     return np.isin(lab, keep)
 
+# %% ../nbs/06_inference.ipynb #8a4915cb
+def _cuda() -> bool:
+    "Does PyTorch see a CUDA GPU? Without PyTorch there is none to use: ONNX Runtime serves on the CPU."
+    if not torch_installed(): return False
+    import torch
+    return torch.cuda.is_available()
+
 # %% ../nbs/06_inference.ipynb #a2c22efd
 def _device(device):
-    if device == 'auto': return 'cuda' if torch.cuda.is_available() else 'cpu'
-    if device == 'cuda' and not torch.cuda.is_available(): raise ValueError("device 'cuda' asked for, but no GPU is available")
+    if device == 'auto': return 'cuda' if _cuda() else 'cpu'
+    if device == 'cuda' and not _cuda(): raise ValueError("device 'cuda' asked for, but no GPU is available")
     return device
 
 # %% ../nbs/06_inference.ipynb #b1ca3f3d
@@ -62,11 +71,11 @@ def check_tta(tta:str) -> str:
     return tta
 
 # %% ../nbs/06_inference.ipynb #b8c5da29
-def tta_views(x:torch.Tensor, tta:str='none') -> list:
+def tta_views(x:np.ndarray, tta:str='none') -> list:
     "(view, undo) pairs of a batch (N, C, H, W) for test-time augmentation `tta`, one of `TTA_MODES`."
     views = [(x, lambda p: p)]
-    if check_tta(tta) != 'none': views.append((x.flip(-1), lambda p: p.flip(-1)))
-    if tta == 'full': views.append((x.flip(-2), lambda p: p.flip(-2)))
+    if check_tta(tta) != 'none': views.append((x[..., ::-1], lambda p: p[..., ::-1]))
+    if tta == 'full': views.append((x[..., ::-1, :], lambda p: p[..., ::-1, :]))
     return views
 
 # %% ../nbs/06_inference.ipynb #62a95ec9
@@ -109,22 +118,39 @@ def settings(self:Segmenter) -> dict:
     "What decides this segmenter's masks: the weights (sha256), the backend, threshold, TTA and post-processing."
     return dict(model_sha256=self.weights_sha256, backend=self.backend, threshold=self.threshold, tta=self.tta, min_size=self.min_size, keep_largest=self.keep_largest)
 
+# %% ../nbs/06_inference.ipynb #3a6fa721
+def logits(model, x:np.ndarray, device='cpu') -> np.ndarray:
+    "The model's float32 logits of a batch `x` (N, C, size, size): an `OnnxModel` takes the array, a PyTorch model a tensor on `device`."
+    x = np.ascontiguousarray(x, np.float32)
+    if isinstance(model, OnnxModel): return model(x)
+    import torch
+    with torch.no_grad(): return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+
+# %% ../nbs/06_inference.ipynb #0b890f69
+def resize_bilinear(a:np.ndarray, hw:tuple) -> np.ndarray:
+    "`a` (h, w) resized to `hw` by bilinear interpolation between pixel centres, as PyTorch's `interpolate(mode='bilinear', align_corners=False)`."
+    def axis(n_in, n_out):
+        src = np.maximum((np.arange(n_out, dtype=np.float32) + 0.5) * np.float32(n_in / n_out) - 0.5, 0)
+        i0 = np.floor(src).astype(int)
+        return i0, np.minimum(i0 + 1, n_in - 1), (src - i0).astype(np.float32)
+    (y0, y1, wy), (x0, x1, wx) = axis(a.shape[0], hw[0]), axis(a.shape[1], hw[1])
+    rows = a[y0] * (1 - wy)[:, None] + a[y1] * wy[:, None]
+    return rows[:, x0] * (1 - wx) + rows[:, x1] * wx
+
 # %% ../nbs/06_inference.ipynb #277652ec
 @patch
-def probs_from(self:Segmenter, x:torch.Tensor, shapes:list, tta:str|None=None) -> tuple[list, list]:
+def probs_from(self:Segmenter, x:np.ndarray, shapes:list, tta:str|None=None) -> tuple[list, list]:
     "Probability maps (the mean over TTA views and ensemble members) and uncertainty maps (their sd; None for one view of one model) of a preprocessed batch (N, C, size, size), resized back to `shapes` (each (H, W)). `tta`: None for `self.tta`."
-    with torch.no_grad():
-        x = x.to(self.device)
-        views = torch.stack([undo(torch.sigmoid(m(v).float())) for m in self.models for v, undo in tta_views(x, tta or self.tta)])   # (V, N, 1, s, s)
-        mean, std = views.mean(0), (views.std(0) if len(views) > 1 else None)
-        back = lambda t, i, hw: F.interpolate(t[i:i+1], size=hw, mode='bilinear', align_corners=False)[0, 0].cpu().numpy()
-        return [back(mean, i, hw) for i, hw in enumerate(shapes)], [None if std is None else back(std, i, hw) for i, hw in enumerate(shapes)]
+    views = np.stack([undo(expit(logits(m, v, self.device))) for m in self.models for v, undo in tta_views(x, tta or self.tta)])   # (V, N, 1, s, s)
+    mean, std = views.mean(0), (views.std(0, ddof=1) if len(views) > 1 else None)
+    back = lambda t, i, hw: resize_bilinear(t[i, 0], hw)
+    return [back(mean, i, hw) for i, hw in enumerate(shapes)], [None if std is None else back(std, i, hw) for i, hw in enumerate(shapes)]
 
 # %% ../nbs/06_inference.ipynb #5b098add
 @patch
 def probs(self:Segmenter, imgs_u8:list, tta:str|None=None) -> tuple[list, list]:
     "`probs_from` of 8-bit slices, each at its own size."
-    return self.probs_from(torch.cat([preprocess(im, self.size) for im in imgs_u8]), [im.shape[:2] for im in imgs_u8], tta)
+    return self.probs_from(np.concatenate([preprocess(im, self.size) for im in imgs_u8]), [im.shape[:2] for im in imgs_u8], tta)
 
 # %% ../nbs/06_inference.ipynb #f4e60193
 @patch
@@ -165,7 +191,7 @@ def read_input(path, channel:int|str|None=None) -> np.ndarray:
         raise
 
 # %% ../nbs/06_inference.ipynb #05e9d9df
-def load_for_model(path, channel:int|str|None, size:int) -> tuple[np.ndarray, torch.Tensor]:
+def load_for_model(path, channel:int|str|None, size:int) -> tuple[np.ndarray, np.ndarray]:
     "The 8-bit slice and its (C, size, size) model input: what a streaming worker makes of one file."
     img = read_input(path, channel)
     return img, preprocess(img, size)[0]
@@ -223,7 +249,7 @@ def predict_files(seg:Segmenter, images:list, out, truths:dict|None=None, channe
     try:
         for batch in stream_batches(todo, partial(load_for_model, channel=channel, size=seg.size), bs, workers):
             good = [(p, *item) for p, item, err in batch if err is None]          # (path, slice, model input)
-            probs, uncs = seg.probs_from(torch.stack([x for *_, x in good]), [img.shape[:2] for _, img, _ in good]) if good else ([], [])
+            probs, uncs = seg.probs_from(np.stack([x for *_, x in good]), [img.shape[:2] for _, img, _ in good]) if good else ([], [])
             results = {str(p): (img, pr, u) for (p, img, _), pr, u in zip(good, probs, uncs)}
             rows = []
             for p, _, err in batch:
@@ -280,6 +306,7 @@ def find_inputs(path) -> tuple[list, dict]:
 # %% ../nbs/06_inference.ipynb #85135612
 def export_torchscript(exp_dir, dest=None) -> Path:
     "Trace the run's model to TorchScript (card embedded); returns the file (default: exp_dir/model.torchscript.pt)."
+    import torch
     model, card = load_model(exp_dir, 'cpu')
     dest = Path(dest or Path(exp_dir)/'model.torchscript.pt')
     with torch.no_grad(), warnings.catch_warnings():
@@ -300,7 +327,7 @@ def check_out_for_inputs(out, input, model=None):
 # %% ../nbs/06_inference.ipynb #e93f6472
 def default_workers() -> int:
     "Loader processes for `bts_predict`: with a GPU, enough to feed it (up to 8); on a CPU none, the model keeps the cores (a reader gained nothing on 2 cores: bench/archive.py)."
-    return min(8, max(1, (os.cpu_count() or 1) - 2)) if torch.cuda.is_available() else 0
+    return min(8, max(1, (os.cpu_count() or 1) - 2)) if _cuda() else 0
 
 # %% ../nbs/06_inference.ipynb #e0c333fc
 def _check_predict_args(model, input, out, resume, overwrite, shard) -> tuple:

@@ -4,11 +4,14 @@
 
 # %% ../nbs/02_metrics.ipynb #66154a08
 from __future__ import annotations
-from .readers import quiet_fastai_import
-with quiet_fastai_import():
-    import numpy as np, pandas as pd, torch
-    from scipy import ndimage
-    from fastai.metrics import Metric
+import numpy as np, pandas as pd
+from scipy import ndimage
+from .readers import quiet_fastai_import, torch_installed
+if torch_installed():            # the fastai metrics need PyTorch; the NumPy ones also serve a model without it (ONNX Runtime, the Space)
+    with quiet_fastai_import():
+        import torch
+        from fastai.metrics import Metric
+else: Metric = object
 
 # %% auto #0
 __all__ = ['dice_score', 'iou_score', 'precision_score', 'recall_score', 'mask_outline', 'surface_distances', 'hausdorff', 'hd95',
@@ -18,7 +21,7 @@ __all__ = ['dice_score', 'iou_score', 'precision_score', 'recall_score', 'mask_o
 
 # %% ../nbs/02_metrics.ipynb #ca568aca
 def _binary(x):
-    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    x = x.detach().cpu().numpy() if hasattr(x, 'detach') else np.asarray(x)   # a torch tensor, or anything NumPy reads
     return x.astype(bool)
 
 # %% ../nbs/02_metrics.ipynb #695cd17b
@@ -89,7 +92,7 @@ def image_metrics(pred, targ, empty_score:float=1.0) -> dict:
 # %% ../nbs/02_metrics.ipynb #addfd7eb
 def per_image_metrics(probs, targs, names=None, threshold:float=0.5, empty_score:float=1.0) -> pd.DataFrame:
     "One row of `image_metrics` per image; `probs` are probabilities (N,[1,]H,W), `targs` 0/1 masks (N,H,W)."
-    probs = probs.detach().cpu().numpy() if isinstance(probs, torch.Tensor) else np.asarray(probs)
+    probs = probs.detach().cpu().numpy() if hasattr(probs, 'detach') else np.asarray(probs)
     if probs.ndim == 4: probs = probs[:, 0]
     targs = _binary(targs)
     if probs.shape != targs.shape: raise ValueError(f"predictions {probs.shape} and targets {targs.shape} differ in shape")

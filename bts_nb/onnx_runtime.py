@@ -10,8 +10,7 @@ import numpy as np
 from fastcore.script import call_parse
 from .readers import quiet_fastai_import
 with quiet_fastai_import():
-    from bts_nb.serialize import atomic_write, load_model, read_card, save_card, is_cv_folder, fold_dirs
-    from bts_nb.encoders import file_sha256
+    from bts_nb.serialize import atomic_write, load_model, read_card, save_card, is_cv_folder, fold_dirs, file_sha256
 
 # %% auto #0
 __all__ = ['BACKENDS', 'ONNX_FILE', 'onnxruntime_installed', 'OnnxModel', 'export_run_onnx', 'export_onnx', 'onnx_problem',

@@ -12,8 +12,8 @@ from PIL import Image
 import tifffile
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'ALL_CHANNELS', 'LAYOUTS', 'VOLUME_LAYOUTS', 'quiet_fastai_import', 'DataError', 'few_names',
-           'slice_ref', 'as_tumour_labels', 'as_sequences', 'parse_slice_ref', 'source_file', 'load_array',
+__all__ = ['IMAGE_EXTS', 'ALL_CHANNELS', 'LAYOUTS', 'VOLUME_LAYOUTS', 'quiet_fastai_import', 'torch_installed', 'DataError',
+           'few_names', 'slice_ref', 'as_tumour_labels', 'as_sequences', 'parse_slice_ref', 'source_file', 'load_array',
            'as_channel', 'n_input_channels', 'slice_array', 'read_slice', 'read_slice_2d', 'to_uint8', 'read_slice_u8',
            'read_mask', 'image_files_by_stem', 'slice_order_key', 'folder_pairs', 'patient_ids', 'figshare_pairs',
            'lgg_pairs', 'volume_pairs', 'brats_pairs', 'detect_layout', 'read_pairs', 'describe_pairs', 'verify_pairs']
@@ -25,6 +25,12 @@ def quiet_fastai_import():
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*torch.jit.*is deprecated')
         yield
+
+# %% ../nbs/00_readers.ipynb #f789f019
+def torch_installed() -> bool:
+    "Is PyTorch installed here? A model exported to ONNX is served without it (the Space): the modules that serving needs import PyTorch only where they use it."
+    import importlib.util
+    return importlib.util.find_spec('torch') is not None
 
 # %% ../nbs/00_readers.ipynb #8558ef46
 class DataError(ValueError):

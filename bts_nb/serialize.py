@@ -4,18 +4,17 @@
 
 # %% ../nbs/03b_serialize.ipynb #3388f716
 from __future__ import annotations
-import errno, json, os, tempfile
+import errno, hashlib, json, os, tempfile
 from pathlib import Path
-import numpy as np, torch
+import numpy as np
 from safetensors import safe_open, SafetensorError
-from safetensors.torch import save_file, load_file
-from .models import build_model, check_arch_kw, ARCHS
+from .readers import torch_installed   # PyTorch, safetensors' torch API and the model registry: imported where used
 
 # %% auto #0
 __all__ = ['CHECKPOINT_FORMAT', 'CARD_KEYS', 'MAX_SIZE', 'ENSEMBLE_AGREE', 'FOLD_OWN_KEYS', 'SaveError', 'atomic_write',
            'remove_stale_temps', 'unwrapped_model', 'save_weights', 'read_safetensors', 'load_weights', 'path_within',
-           'save_checkpoint', 'checkpoint_info', 'checkpoint_extra', 'load_checkpoint', 'check_card', 'read_card',
-           'load_model', 'save_card', 'is_cv_folder', 'fold_dirs', 'load_ensemble']
+           'file_sha256', 'save_checkpoint', 'checkpoint_info', 'checkpoint_extra', 'load_checkpoint', 'check_card',
+           'read_card', 'load_model', 'save_card', 'is_cv_folder', 'fold_dirs', 'load_ensemble']
 
 # %% ../nbs/03b_serialize.ipynb #4a75e280
 class SaveError(OSError):
@@ -58,11 +57,13 @@ def remove_stale_temps(folder) -> list:
 # %% ../nbs/03b_serialize.ipynb #1d9ad05f
 def unwrapped_model(model):
     "The model inside a `DistributedDataParallel` wrapper (distributed training), so that its keys do not gain a `module.` prefix."
+    import torch
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 # %% ../nbs/03b_serialize.ipynb #13350f32
 def save_weights(model, path):
     "The model's state_dict as safetensors at `path` (atomically)."
+    from safetensors.torch import save_file
     state = {k: v.detach().cpu().contiguous() for k, v in unwrapped_model(model).state_dict().items()}
     return atomic_write(path, lambda tmp: save_file(state, tmp))
 
@@ -71,6 +72,7 @@ def read_safetensors(path) -> dict:
     "The tensors of a safetensors file; a missing, empty, truncated or foreign file raises a one-line error that names it."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: weights file does not exist")
+    from safetensors.torch import load_file
     try: return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable safetensors file (empty, truncated or another format: {str(e)[:200]})") from None
@@ -90,6 +92,14 @@ def path_within(a, b) -> bool:
     a, b = Path(a).expanduser().resolve(), Path(b).expanduser().resolve()
     return a == b or b in a.parents
 
+# %% ../nbs/03b_serialize.ipynb #b1061df4
+def file_sha256(path) -> str:
+    "The sha256 of the file at `path`, read in 1 MB blocks: how model cards and logs name the weights they came from."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+    return h.hexdigest()
+
 # %% ../nbs/03b_serialize.ipynb #52e116db
 CHECKPOINT_FORMAT = 'bts_nb.checkpoint/1'
 
@@ -97,12 +107,14 @@ def _plain(v):
     "A JSON-able copy of an optimiser hyper-parameter or flag (numpy and 0-d tensors become numbers)."
     if isinstance(v, (bool, int, float, str)) or v is None: return v
     if isinstance(v, (list, tuple)): return [_plain(x) for x in v]
-    if isinstance(v, (np.generic, np.ndarray, torch.Tensor)) and np.size(v) == 1: return np.asarray(v).item()
+    if (isinstance(v, (np.generic, np.ndarray)) or type(v).__module__.startswith('torch')) and np.size(v) == 1: return np.asarray(v).item()
     raise TypeError(f"cannot store {type(v).__name__} in a checkpoint's metadata")
 
 # %% ../nbs/03b_serialize.ipynb #ecf31d67
 def save_checkpoint(path, model, opt, epochs_done:int, train_seconds:float=0.0, extra:dict|None=None):
     "Model and fastai optimiser state, epochs done and training seconds, as one safetensors file (no pickle); `extra`: more named tensors the run needs to go on."
+    import torch
+    from safetensors.torch import save_file
     tensors = {f'model/{k}': v.detach().cpu().clone().contiguous() for k, v in unwrapped_model(model).state_dict().items()}
     tensors.update({f'extra/{k}': v.detach().cpu().clone().contiguous() for k, v in (extra or {}).items()})
     state = opt.state_dict() if opt is not None else {'state': [], 'hypers': []}
@@ -187,7 +199,9 @@ def check_card(card, path='model_card.json') -> dict:
     missing = [k for k in CARD_KEYS if k not in card]
     if missing: raise ValueError(f"{path}: model card lacks {', '.join(missing)}")
     def bad(key, what): raise ValueError(f"{path}: '{key}' is {card[key]!r}; it must be {what}")
-    if not isinstance(card['arch'], str) or card['arch'] not in ARCHS: bad('arch', f"one of {', '.join(ARCHS)}")
+    registry = torch_installed()          # the architectures are PyTorch code; an ONNX model (its graph in model.onnx) is served without them
+    if registry: from bts_nb.models import ARCHS, check_arch_kw
+    if not isinstance(card['arch'], str) or (registry and card['arch'] not in ARCHS): bad('arch', f"one of {', '.join(ARCHS)}" if registry else 'a string')
     if not _is_int(card['size']) or not 32 <= card['size'] <= MAX_SIZE or card['size'] % 32: bad('size', f"an integer multiple of 32 from 32 to {MAX_SIZE}")
     if not _is_int(card['n_in']) or not 1 <= card['n_in'] <= 16: bad('n_in', 'an integer from 1 to 16')
     if isinstance(card['threshold'], bool) or not isinstance(card['threshold'], (int, float)) or not 0 < card['threshold'] < 1:
@@ -198,7 +212,8 @@ def check_card(card, path='model_card.json') -> dict:
     kw = card.get('arch_kw', {})
     if kw is None: kw = card['arch_kw'] = {}
     if not isinstance(kw, dict): bad('arch_kw', 'an object of architecture options')
-    try: check_arch_kw(card['arch'], kw)
+    try:
+        if registry: check_arch_kw(card['arch'], kw)
     except ValueError as e: raise ValueError(f"{path}: 'arch_kw': {e}") from None
     big = [k for k, v in kw.items() if not _small_value(v)]
     if big: raise ValueError(f"{path}: 'arch_kw' {big[0]!r} is {kw[big[0]]!r}; options take booleans, short strings, numbers up to 1024 or short lists of them")
@@ -219,6 +234,7 @@ def load_model(exp_dir, device='cpu'):
     exp_dir = Path(exp_dir).expanduser()
     card = read_card(exp_dir)
     state = read_safetensors(exp_dir/'model.safetensors')           # unreadable weights: one line naming the file
+    from bts_nb.models import build_model
     model = build_model(card['arch'], n_in=card['n_in'], size=card['size'], pretrained=False, **card.get('arch_kw', {}))
     try: model.load_state_dict(state)
     except RuntimeError as e:

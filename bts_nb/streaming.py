@@ -6,12 +6,10 @@
 from __future__ import annotations
 import hashlib, json, os, re
 from pathlib import Path
-import pandas as pd, torch
+import pandas as pd
 from fastcore.basics import patch
-from torch.utils.data import Dataset, DataLoader
 from .readers import DataError
-from .encoders import file_sha256
-from .serialize import atomic_write, SaveError, is_cv_folder, fold_dirs
+from .serialize import atomic_write, SaveError, is_cv_folder, fold_dirs, file_sha256
 
 # %% auto #0
 __all__ = ['parse_shard', 'shard_of', 'shard_files', 'weights_sha256', 'PredictionLog', 'SliceStream', 'stream_batches',
@@ -109,8 +107,8 @@ def done(self:PredictionLog, key:str='file') -> set:
     return {Path(f).name for f in pd.read_csv(self.path, usecols=[key])[key]}
 
 # %% ../nbs/05a_streaming.ipynb #24999070
-class SliceStream(Dataset):
-    "Items `(path, load(path), None)`, or `(path, None, message)` when the file cannot be used."
+class SliceStream:
+    "A map-style dataset (what PyTorch's `DataLoader` indexes) of items `(path, load(path), None)`, or `(path, None, message)` when the file cannot be used."
     def __init__(self, files:list, load): self.files, self.load = list(files), load
     def __len__(self): return len(self.files)
     def __getitem__(self, i):
@@ -120,11 +118,14 @@ class SliceStream(Dataset):
         except Exception as e: return p, None, f"{p}: could not be read ({type(e).__name__}: {e})"
 
 # %% ../nbs/05a_streaming.ipynb #bc9b8d9e
-def _one_thread(_): torch.set_num_threads(1)
+def _one_thread(_):
+    import torch
+    torch.set_num_threads(1)
 
 # %% ../nbs/05a_streaming.ipynb #337a0d81
-def stream_batches(files:list, load, bs:int=8, workers:int=0, prefetch:int=2) -> DataLoader:
+def stream_batches(files:list, load, bs:int=8, workers:int=0, prefetch:int=2):
     "Batches (lists) of `SliceStream` items, in the order of `files`, loaded by `workers` processes (0: in this one)."
+    from torch.utils.data import DataLoader                 # PyTorch's loader runs the worker processes
     return DataLoader(SliceStream(files, load), batch_size=bs, shuffle=False, num_workers=workers, collate_fn=list,
                       worker_init_fn=_one_thread if workers else None, prefetch_factor=prefetch if workers else None)
 

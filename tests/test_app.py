@@ -152,8 +152,8 @@ def test_bts_space_writes_a_space_folder(model, tmp_path):
     r = subprocess.run([BIN/'bts_space', '--model', str(tmp_path), '--out', str(tmp_path/'x')], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and 'model.safetensors' in r.stderr
     reqs = (out/'requirements.txt').read_text().split()
-    import torch
-    assert all('==' in q for q in reqs) and f"torch=={torch.__version__.split('+')[0]}" in reqs   # pinned to what ran here
+    import onnxruntime
+    assert all('==' in q for q in reqs) and f"onnxruntime=={onnxruntime.__version__}" in reqs   # pinned to what ran here
 
 
 def test_bts_space_never_deletes_what_is_not_its_own(model, tmp_path):
@@ -174,3 +174,50 @@ def test_bts_space_never_deletes_what_is_not_its_own(model, tmp_path):
     r = space('--out', s, '--overwrite')
     assert r.returncode == 0, r.stderr
     assert (s/'.git'/'HEAD').exists() and (s/'app.py').exists()
+
+
+# the import names of TRAINING_ONLY's packages (and fastai's fasttransform): what a Space without PyTorch cannot import
+NOT_IN_THE_SPACE = ('torch', 'torchvision', 'fastai', 'fasttransform', 'timm', 'segmentation_models_pytorch', 'albumentations', 'monai',
+                    'einops', 'accelerate', 'onnx', 'onnxscript', 'ipywidgets')
+
+
+def test_space_serves_without_pytorch(model, tmp_path):
+    "A run with model.onnx gives a Space that installs no PyTorch, and its app.py serves slices and volumes with PyTorch and the rest unimportable."
+    import os, time, urllib.request
+    from gradio_client import Client, handle_file
+    from bts_nb.app import TRAINING_ONLY
+    from bts_nb.volumes import phantom_volumes
+    from bts_nb.metrics import dice_score
+    from browser import free_port
+    data, exp = model
+    out = tmp_path/'space'
+    r = subprocess.run([BIN/'bts_space', '--model', str(exp), '--out', str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    reqs = {q.split('==')[0].lower() for q in (out/'requirements.txt').read_text().split()}
+    assert 'onnxruntime' in reqs and 'gradio' in reqs and not reqs & set(TRAINING_ONLY), reqs
+    assert (out/'model'/'model.onnx').exists() and 'without PyTorch' in (out/'README.md').read_text()
+    port, log = free_port(), open(tmp_path/'space.log', 'w+')
+    runner = f"import sys, runpy\nfor m in {NOT_IN_THE_SPACE!r}: sys.modules[m] = None\nrunpy.run_path('app.py', run_name='__main__')"
+    proc = subprocess.Popen([sys.executable, '-c', runner], cwd=out, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, 'GRADIO_SERVER_PORT': str(port), 'GRADIO_SERVER_NAME': '127.0.0.1', 'GRADIO_ANALYTICS_ENABLED': 'False'})
+    url = f'http://127.0.0.1:{port}'
+    try:
+        for _ in range(240):
+            if proc.poll() is not None: log.seek(0); pytest.fail(f"the Space's app.py exited: {log.read()[-3000:]}")
+            try: urllib.request.urlopen(url, timeout=2); break
+            except Exception: time.sleep(0.5)
+        else: log.seek(0); pytest.fail(f"the Space did not answer in 120 s: {log.read()[-3000:]}")
+        client = Client(url, verbose=False)
+        files = [data/'images'/f'{n}.png' for n in range(1, 9)]
+        results = [client.predict(handle_file(str(f)), 0.5, True, api_name='/segment') for f in files]
+        assert all('Tumour area' in res[3] for res in results)
+        truth = [np.array(Image.open(data/'masks'/f.name)) > 0 for f in files]
+        masks = [np.array(Image.open(res[2])) > 0 for res in results]
+        assert np.mean([dice_score(m, t) for m, t in zip(masks, truth) if t.any()]) > 0.5          # the model's real masks
+        vols = phantom_volumes(tmp_path/'msd', n_patients=1, n_slices=6, size=64)
+        msg = client.predict(handle_file(str(vols/'imagesTr'/'phantom_000.nii.gz')), api_name='/volume')[3]
+        assert 'Tumour volume' in msg and 'mL' in msg, msg
+    finally:
+        proc.terminate()
+        try: proc.wait(10)
+        except subprocess.TimeoutExpired: proc.kill()

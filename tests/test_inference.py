@@ -122,7 +122,7 @@ def test_torchscript_export_gives_the_same_masks(trained, tmp_path):
     marked = 0
     for f in files:
         img = read_input(f)
-        with torch.no_grad(): prob = torch.sigmoid(ts(preprocess(img, 64)))
+        with torch.no_grad(): prob = torch.sigmoid(ts(torch.from_numpy(preprocess(img, 64))))
         prob = F.interpolate(prob, size=img.shape, mode='bilinear', align_corners=False)[0, 0].numpy()
         expected = np.asarray(Image.open(tmp_path/'pred'/f'{f.stem}_mask.png')) > 0
         assert np.array_equal(prob > 0.5, expected), f
