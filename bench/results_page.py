@@ -213,6 +213,26 @@ under 200 pixels).""",
          table=lambda: '\n\n'.join([csv('encoders_speed.csv', ['arch', 'encoder', 'size', 'bs', 'precision', 'params_M', 'train_img_s', 'cpu', 'threads']),
                                     csv('archs.csv'), csv('inference.csv', ['arch', 'train_size', 'input_px', 'tta', 'bs', 'n', 'slices_per_s', 'peak_rss_mb']),
                                     csv('archive/archive.csv')])),
+    dict(title='Training speed: the bare step, the fastai loop, the loaders',
+         needs=['train_speed.csv'],
+         text="""The default network (pretrained lite0 `smp_unet`); the CPU is named in each row (here a 2-core AMD EPYC with bf16
+instructions). `bare loop`: the optimiser step alone on random
+data (the budget's probe), per precision and memory order. `bts_train loop`: fastai's fit with bts_train's Learner and
+precision callbacks on real Figshare slices, through the CPU pipeline (albumentations, one slice at a time) and the device
+pipeline (the cache of chapter `00e_device_data`, here in host memory); its training phase, validation left out.
+`loaders alone`: batches without a model. On a CPU the network is the cost, and the loop runs as fast as the network
+allows; the device pipeline is for GPUs, where the loaders were the cost.""",
+         commands=['python bench/train_speed.py --data ~/data/figshare'],
+         records=['train_speed.csv'],
+         table=lambda: csv('train_speed.csv', ['path', 'pipeline', 'precision', 'memory_format', 'size', 'bs', 'img_s', 'cpu', 'threads'])),
+    dict(title='A long run on a GPU',
+         needs=['gpu_long/gpu_long.csv'],
+         text="""`bench/gpu_long.py`: the default recipe at 256 px through the device pipeline, batch 32 at a peak rate of 2e-3 (the
+square-root rule for AdamW), epochs fitted to the minutes by the speed probe; on the README's block split, or on the
+five Figshare folds.""",
+         commands=['python bench/gpu_long.py --data ~/data/figshare --out runs/gpu_long [--folds]'],
+         records=['gpu_long/'],
+         table=lambda: csv('gpu_long/gpu_long.csv')),
     dict(title='CPU inference: PyTorch, TorchScript, ONNX Runtime',
          needs=['inference_backends.csv'],
          text="""The default network (smp_unet, lite0) at each input size through each backend, 96 real Figshare slices in batches of 8,
