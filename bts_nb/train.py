@@ -40,7 +40,7 @@ def train_speed(cfg:TrainConfig, steps:int=5, warmup:int=2, frozen:bool=False, c
     "Training images/s of `cfg`'s model, size, batch, loss and precision on this machine: the median of `steps` timed optimiser steps on random data."
     device, prec = ('cuda' if torch.cuda.is_available() else 'cpu'), resolve_precision(cfg.precision)
     dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(prec)
-    if channels_last is None: channels_last = device == 'cpu'          # as `precision_callbacks` trains on the CPU
+    if channels_last is None: channels_last = device == 'cpu' or dtype is not None   # as `precision_callbacks` trains: on the CPU, and with autocast on a GPU
     with torch.random.fork_rng():                         # the run's own random stream is left as it was
         model = build_model(cfg.arch, n_in=n_input_channels(cfg.channel), size=cfg.size, **cfg.arch_kw).to(device).train()
         if frozen:                                        # the first epochs of a pretrained run: the encoder's weights do not train

@@ -107,21 +107,21 @@ def test_rerun_after_a_kill_says_what_is_there(finished, tmp_path):
 
 
 def test_disk_full_stops_with_a_message_and_keeps_saved_epochs(finished, tmp_path, monkeypatch):
-    import bts_nb.serialize as ser
+    import safetensors.torch as st                    # bts_nb.serialize writes through it, looked up at each save
     from bts_nb.serialize import SaveError, checkpoint_info
     data, _ = finished
-    real, calls = ser.save_file, []
+    real, calls = st.save_file, []
     def full_after_epoch_1(*a, **k):
         calls.append(1)
         if len(calls) > 2: raise OSError(errno.ENOSPC, 'No space left on device')   # epoch 1: best weights + checkpoint
         return real(*a, **k)
-    monkeypatch.setattr(ser, 'save_file', full_after_epoch_1)
+    monkeypatch.setattr(st, 'save_file', full_after_epoch_1)
     out = tmp_path/'run'
     with pytest.raises(SaveError) as e: train(tiny(data, epochs=3), out, verbose=False)
     assert 'could not be written: the disk is full' in e.value.msg and 'epochs 1–1 of 3 are saved' in e.value.msg
     assert str(out) in e.value.msg and not list(out.glob('.*.tmp'))
     assert checkpoint_info(out/'checkpoint.safetensors')['epochs_done'] == 1
-    monkeypatch.setattr(ser, 'save_file', real)
+    monkeypatch.setattr(st, 'save_file', real)
     train(tiny(data, epochs=3), out, resume=True, verbose=False)
     assert len(pd.read_csv(out/'metrics.csv')) == 3 and (out/'model_card.json').exists()
 
