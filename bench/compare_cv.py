@@ -11,7 +11,7 @@ Writes bench/results/<name>.csv (each fold and the pooled out-of-fold figures, b
 patient, or block of the numbering where patients are not named: its Dice under both) and <name>.json (the paired
 comparison). Slices of one patient are not independent, so the paired test that decides is the one over groups
 (Wilcoxon signed-rank over patients or blocks); the test over slices is given beside it and overstates the evidence."""
-import argparse, json, os
+import argparse, dataclasses, json, os
 from pathlib import Path
 import pandas as pd, yaml
 from scipy.stats import wilcoxon
@@ -64,7 +64,9 @@ def paired(x:pd.Series, y:pd.Series) -> dict:
 
 def recipe_difference(a:Path, b:Path) -> dict:
     "The config keys (of fold 0) in which the two recipes differ, as {key: [base, new]}."
-    x, y = (yaml.safe_load((d/'config.yaml').read_text()) for d in (a, b))
+    from bts_nb.runs import TrainConfig
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}    # an option added since a record ran at its default
+    x, y = ({**defaults, **yaml.safe_load((d/'config.yaml').read_text())} for d in (a, b))
     return {k: [x.get(k), y.get(k)] for k in sorted(set(x) | set(y)) if k not in ('data', 'split') and x.get(k) != y.get(k)}
 
 

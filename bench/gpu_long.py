@@ -14,7 +14,7 @@ CPU named in machine.json, and one row per run to gpu_long.csv there.
 
 Batch and learning rate: a GPU takes batch 32 where the CPU default is 8. AdamW's peak rate is scaled by the square root
 of the batch ratio (1e-3 -> 2e-3), the rule for adaptive optimisers (Malladi et al., 2022, "On the SDEs and scaling rules
-for adaptive gradient algorithms"); linear scaling suits SGD. The one cycle's warm-up (30 % of the steps) covers the start.
+for adaptive gradient algorithms"); linear scaling suits SGD. The one cycle's warm-up (bts_train's --warmup, a quarter of the steps) covers the start.
 """
 import argparse, json, os, shutil, sys
 from pathlib import Path

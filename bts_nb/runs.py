@@ -45,6 +45,7 @@ class TrainConfig:
     pretrained: bool|str|None = None   # true, false or a local weights file; None: true when bts_nb ships the encoder's ImageNet weights (tf_efficientnet_lite0/1/2)
     freeze_epochs: int = 0         # with pretrained weights: first epochs train the decoder only (fastai's fine_tune: 1); 0: every layer from the first step, as MRI needs
     lr_mult: float = 1.0           # with pretrained weights: the encoder learns at lr / lr_mult (fastai's fine_tune: 10)
+    warmup: float = 0.25           # share of the one cycle that ramps the rate up to lr (fastai's pct_start); freeze_epochs > 0 keeps fine_tune's 0.3
     loss: str = 'bce_dice'         # e.g. bce_dice, dice+boundary, focal_tversky (bts_nb.losses)
     boundary_ramp: float = 0.0     # >0: ramp the 'boundary' loss term's weight from 0 to this
     aug: str = 'light'             # augmentation: none, light or heavy
@@ -91,6 +92,7 @@ def check(self:TrainConfig):
     if self.num_workers is not None and self.num_workers < 0: raise ValueError(f"num_workers {self.num_workers}: use 0 or more")
     if not 0 <= self.ema_decay < 1: raise ValueError(f"ema_decay {self.ema_decay}: use 0 (off) or a number below 1, e.g. 0.998")
     if self.freeze_epochs < 0 or self.lr_mult < 1: raise ValueError(f"freeze_epochs {self.freeze_epochs} / lr_mult {self.lr_mult}: use freeze_epochs >= 0 and lr_mult >= 1")
+    if not 0 < self.warmup < 1: raise ValueError(f"warmup {self.warmup}: use a share of the cycle between 0 and 1, e.g. 0.25")
     if self.pipeline not in PIPELINES: raise ValueError(f"pipeline '{self.pipeline}': choose one of {', '.join(PIPELINES)}")
     if self.pipeline == 'device' and self.aug == 'heavy': raise ValueError("pipeline 'device' augments with aug none or light; aug 'heavy' runs on the cpu pipeline")
     if self.hd95_every is not None and self.hd95_every < 0: raise ValueError(f"hd95_every {self.hd95_every}: use 0 (final evaluation only) or more")

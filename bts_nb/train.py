@@ -174,7 +174,7 @@ def _fit(learn, cfg:TrainConfig, start:int, cbs:list, log_path, resume:bool):
     log = _epoch_log(log_path, begin if (resume or n_frozen) else None)
     if not n_frozen:                                      # one cycle for everything; a pretrained encoder at lr / lr_mult
         lr = slice(cfg.lr / cfg.lr_mult, cfg.lr) if cfg.pretrained and cfg.lr_mult != 1 else cfg.lr
-        return fit_one_cycle_from(learn, cfg.epochs, lr, begin, cbs=cbs + log)
+        return fit_one_cycle_from(learn, cfg.epochs, lr, begin, cbs=cbs + log, pct_start=cfg.warmup)
     learn.unfreeze()
     lr = cfg.lr / 2
     fit_one_cycle_from(learn, cfg.epochs - n_frozen, slice(lr / cfg.lr_mult, lr), begin - n_frozen, cbs=cbs + log,
