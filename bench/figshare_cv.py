@@ -2,8 +2,9 @@
 
 The recipes recorded are the lite0 U-Net, ImageNet-pretrained, 192 px and 10 epochs, under two fine-tuning schedules:
 fastai's (`bench/results/fig_cv5_lite0`, the default's record unless --dest names another) and full fine-tuning from the
-first step (`bench/results/fig_cv5_ft`), and the same at a peak rate of 2e-3 (`bench/results/fig_cv5_lr2e-3`, a screen of
-the schedule: trained with bts_train's `--lr 2e-3`, recorded fold by fold with `--dest bench/results/fig_cv5_lr2e-3`). The folds are contiguous blocks of the numbering, so no patient is in two folds.
+first step (`bench/results/fig_cv5_ft`), and candidates that change one lever of it on two folds (`fig_cv5_lr2e-3`,
+`fig_cv5_lrmult3`, `fig_cv5_freeze1`: recorded with `--dest`, compared by bench/schedule_screen.py). The folds are
+contiguous blocks of the numbering, so no patient is in two folds.
 Five runs take two to four hours of 2 CPU cores, which may be more than one session. Each session trains the folds it has
 time for (`--fold`), and this script adds each finished fold's light files (no weights) to the record. Once all five are
 in, it writes the summary with bts_nb's own `cv_summary`, which first checks that every recorded fold holds its own

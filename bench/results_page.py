@@ -114,7 +114,7 @@ test over the 20 blocks is the one that decides.""",
          text="""Each candidate changes one lever of the default schedule (every layer from the first step, one rate, peak 1e-3,
 warm-up a quarter of the cycle) and trains on folds 0 and 3 of the five above, the same slices held out; the default's
 figures are its own on those folds. A candidate leads, and earns the other three folds, when its pooled mean per-image Dice
-is higher by at least 0.01 with no more slices under 0.1. With four blocks per fold, the test over blocks cannot give a p
+is higher by at least 0.01 with no more slices under 0.1. The table lists the candidates recorded so far. With four blocks per fold, the test over blocks cannot give a p
 below 0.008 on two folds; the test over slices overstates the evidence (slices of one patient are not independent).
 Pretrained lite0 `smp_unet`, 192 px, 10 epochs; 2-core AMD EPYC with bf16 instructions, bfloat16.""",
          commands=['bts_train --data ~/data/figshare --out runs/fig_cv5_lr2e-3 --folds 5 --fold 0,3 --lr 2e-3',
