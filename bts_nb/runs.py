@@ -64,8 +64,7 @@ class TrainConfig:
     pipeline: str = 'auto'         # 'cpu': loaders decode and augment every slice each epoch; 'device': decoded once into a cache on the device and augmented there (aug none or light); 'auto': device on a GPU
     hd95_every: int|None = None    # validation HD95 (on the CPU) every k epochs and the last; 0: only in the final evaluation; None: 1 on the cpu pipeline, 10 on the device pipeline
 
-    def __post_init__(self):
-        "Resolve the recommended start, so that `config.yaml` always says what ran."
+    def __post_init__(self):                                  # resolve the recommended start, so that `config.yaml` always says what ran
         if self.arch_kw is None: self.arch_kw = dict(RECOMMENDED_ARCH_KW.get(self.arch, {}))
         if self.pretrained is None: self.pretrained = self.arch_kw.get('encoder') in PACKAGED_ENCODERS
         self.channel = as_channel(self.channel)                # '1' from the command line is plane 1
