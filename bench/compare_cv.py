@@ -19,12 +19,17 @@ from scipy.stats import wilcoxon
 RESULTS = Path(__file__).parent/'results'
 
 
-def load(cv:Path) -> pd.DataFrame:
-    "`cv`'s out-of-fold slices with the group (patient or block) each belongs to."
-    oof, folds = pd.read_csv(cv/'per_image_oof.csv'), pd.read_csv(cv/'folds.csv')
+def with_groups(t:pd.DataFrame, cv:Path) -> pd.DataFrame:
+    "Per-slice table `t` of the cross-validation `cv` with the group (patient or block) each slice belongs to."
+    folds = pd.read_csv(cv/'folds.csv')
     folds['name'] = folds.image.map(lambda p: Path(p).name)
     if folds.name.duplicated().any(): raise SystemExit(f"{cv}/folds.csv: file names repeat; cannot pair slices by name")
-    return oof.merge(folds[['name', 'group']], on='name', how='left', validate='one_to_one')
+    return t.merge(folds[['name', 'group']], on='name', how='left', validate='one_to_one')
+
+
+def load(cv:Path) -> pd.DataFrame:
+    "`cv`'s out-of-fold slices with the group (patient or block) each belongs to."
+    return with_groups(pd.read_csv(cv/'per_image_oof.csv'), cv)
 
 
 def check_paired(a:Path, b:Path, ta:pd.DataFrame, tb:pd.DataFrame):
